@@ -1,0 +1,237 @@
+/* crystal: the crystal type, element table, lattice geometry and structure I/O.
+ *
+ * The bottom module of druse: it depends on nothing of ours. Conventions, as in spglib:
+ *   - lattice[i] is the i-th lattice vector (rows are vectors a, b, c), in Angstrom;
+ *   - fractional coordinates are in units of those vectors; Cartesian ones in Angstrom;
+ *   - functions that can fail return an xtal_status and fill an xtal_err with a message that
+ *     names the file, line or field; they never print and never exit.
+ */
+#ifndef DRUSE_CRYSTAL_H
+#define DRUSE_CRYSTAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum {
+    XTAL_OK = 0,
+    XTAL_EIO = -1,          /* file missing, unreadable, unwritable */
+    XTAL_EPARSE = -2,       /* malformed input */
+    XTAL_EINVALID = -3,     /* well-formed but physically impossible (zero volume, NaN, ...) */
+    XTAL_EUNSUPPORTED = -4, /* valid but not handled (disordered structures, ...) */
+    XTAL_ENOMEM = -5,
+    XTAL_ELIMIT = -6, /* exceeds a hard limit (XTAL_MAX_ATOMS, ...) */
+    XTAL_EOF = 1      /* end of a stream; not an error */
+} xtal_status;
+
+typedef struct {
+    char msg[512];
+} xtal_err;
+
+/* printf-style helper used by all modules to fill an xtal_err (err may be NULL). Returns code. */
+int xtal_err_set(xtal_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+const char *xtal_status_name(int code);
+
+/* Hard limit on atoms per structure: a file that claims more is refused before allocating. */
+#define XTAL_MAX_ATOMS 100000
+
+/* --------------------------------------------------------------- crystal */
+
+typedef struct {
+    char id[96];          /* material id, or file name (+ block) it came from */
+    int natoms;
+    int *Z;               /* [natoms] atomic numbers, 1..XTAL_NUM_ELEMENTS */
+    double *frac;         /* [natoms*3] fractional coordinates */
+    double lattice[3][3]; /* rows are lattice vectors, Angstrom */
+} xtal_crystal;
+
+/* Allocates Z and frac for natoms atoms (zeroed). */
+int xtal_crystal_init(xtal_crystal *c, int natoms, xtal_err *err);
+void xtal_crystal_free(xtal_crystal *c);
+int xtal_crystal_copy(xtal_crystal *dst, const xtal_crystal *src, xtal_err *err);
+/* Checks finiteness, volume > 0, known elements, natoms range. */
+int xtal_crystal_validate(const xtal_crystal *c, xtal_err *err);
+
+/* A growable list of crystals; owns its items. */
+typedef struct {
+    int n, cap;
+    xtal_crystal *items;
+} xtal_list;
+
+/* Moves *c into the list (c is left empty). */
+int xtal_list_push(xtal_list *l, xtal_crystal *c, xtal_err *err);
+void xtal_list_free(xtal_list *l);
+
+/* ------------------------------------------------------- element table */
+
+#define XTAL_NUM_ELEMENTS 103
+#define XTAL_MAX_OX_STATES 12
+
+typedef struct {
+    int Z;
+    const char *symbol;
+    double mass_amu;         /* standard atomic weight, amu */
+    double covalent_radius;  /* Angstrom (Cordero et al. 2008); NaN where unknown */
+    double electronegativity; /* Pauling; NaN where unknown */
+    int n_oxidation_states;  /* SMACT v2.6 default set; 0 for noble gases */
+    int oxidation_states[XTAL_MAX_OX_STATES];
+    int is_metal;            /* SMACT v2.6 smact.metals (the alloy rule) */
+    double uff_x1;           /* UFF vdW distance = LJ r_min, Angstrom */
+    double uff_D1;           /* UFF well depth, eV */
+} xtal_element;
+
+/* Element by atomic number; NULL outside 1..XTAL_NUM_ELEMENTS. */
+const xtal_element *xtal_element_by_Z(int Z);
+/* Atomic number from a symbol ("Fe", case-insensitive, trailing charge/digits ignored as in
+ * CIF type symbols such as "Fe2+" or "O1"); 0 when unknown. */
+int xtal_element_from_symbol(const char *symbol);
+
+/* ------------------------------------------------------------- lattice */
+
+/* a, b, c (Angstrom), alpha, beta, gamma (degrees) from a lattice. */
+void xtal_lattice_to_params(const double lattice[3][3], double abc[3], double angles_deg[3]);
+/* Lattice from parameters, in pymatgen's convention (Lattice.from_parameters, vesta=False):
+ * c along z, a in the xz plane. Fails when the angles do not close a cell. */
+int xtal_lattice_from_params(const double abc[3], const double angles_deg[3],
+                             double lattice[3][3], xtal_err *err);
+/* Signed volume (Angstrom^3): det(lattice). */
+double xtal_lattice_volume(const double lattice[3][3]);
+/* Inverse of the lattice; returns 0 on success, -1 if singular. */
+int xtal_lattice_inverse(const double lattice[3][3], double inverse[3][3]);
+/* Reciprocal vectors without 2 pi: rows b_i* with a_i . b_j* = delta_ij (1/Angstrom). */
+int xtal_lattice_reciprocal(const double lattice[3][3], double recip[3][3]);
+
+void xtal_frac_to_cart(const double lattice[3][3], const double frac[3], double cart[3]);
+void xtal_cart_to_frac(const double inverse[3][3], const double cart[3], double frac[3]);
+/* Wraps every fractional coordinate into [0, 1). */
+void xtal_wrap(xtal_crystal *c);
+
+double xtal_volume(const xtal_crystal *c);  /* Angstrom^3, absolute */
+double xtal_mass_amu(const xtal_crystal *c);
+double xtal_density(const xtal_crystal *c); /* g/cm^3 */
+
+/* Minimum-image distance (Angstrom) between sites i and j over all lattice translations,
+ * exact for any cell shape (the image range comes from the interplanar spacings, not a fixed
+ * +-1 shell). i == j gives the shortest non-zero lattice vector (the site to its own images). */
+double xtal_min_image_distance(const xtal_crystal *c, int i, int j);
+/* Smallest distance between distinct sites; the self-image distance too if include_self.
+ * Returns +inf for one atom without include_self. */
+double xtal_min_distance(const xtal_crystal *c, int include_self);
+
+/* Niggli-reduces the lattice (spglib's spg_niggli_reduce) and re-expresses the fractional
+ * coordinates in it, wrapped to [0, 1). The structure itself is unchanged. */
+int xtal_niggli_reduce(xtal_crystal *c, double symprec, xtal_err *err);
+
+/* Reduced formula in pymatgen's style for sorting: elements ordered by electronegativity
+ * then symbol, counts divided by their gcd ("Fe2O3", "NaCl", "LiFePO4"). */
+void xtal_formula(const xtal_crystal *c, int reduced, char *buf, size_t bufsize);
+
+/* ------------------------------------------------------------- file I/O */
+
+typedef enum {
+    XTAL_FMT_UNKNOWN = 0,
+    XTAL_FMT_CIF,
+    XTAL_FMT_POSCAR,
+    XTAL_FMT_EXTXYZ,
+    XTAL_FMT_CSV, /* CDVAE-style dataset, optionally gzip'd */
+    XTAL_FMT_DIR  /* a directory of structure files */
+} xtal_format;
+
+/* Guesses the format from the name (.cif, POSCAR/CONTCAR/.vasp/.poscar, .xyz/.extxyz,
+ * .csv/.csv.gz) or, for a directory, XTAL_FMT_DIR. */
+xtal_format xtal_guess_format(const char *path);
+
+/* CIF through libcodcif. Every data block with atom sites gives one crystal; symmetry
+ * operations (_symmetry_equiv_pos_as_xyz or _space_group_symop_operation_xyz) are expanded
+ * and coincident images merged. Partial occupancy is XTAL_EUNSUPPORTED. */
+int xtal_read_cif_file(const char *path, xtal_list *out, xtal_err *err);
+/* Same, from a string held in memory (name is used in messages and ids). */
+int xtal_read_cif_string(const char *text, const char *name, xtal_list *out, xtal_err *err);
+/* Writes one P1 data block at full double precision. */
+int xtal_write_cif(const xtal_crystal *c, const char *path, xtal_err *err);
+
+/* VASP 5 POSCAR/CONTCAR (species line required), Direct or Cartesian, scale factor (negative =
+ * target volume), optional Selective dynamics line. */
+int xtal_read_poscar(const char *path, xtal_crystal *out, xtal_err *err);
+int xtal_write_poscar(const xtal_crystal *c, const char *path, xtal_err *err);
+
+/* Extended XYZ (Lattice="..." Properties=species:S:1:pos:R:3), appending one frame per call
+ * when append is set. extra is an optional string of key=value pairs for the comment line. */
+int xtal_write_extxyz(const xtal_crystal *c, const char *extra, const char *path, int append,
+                      xtal_err *err);
+
+/* Reads any supported structure file, or every structure file in a directory (sorted by name),
+ * or a dataset CSV, appending to out. */
+int xtal_read_any(const char *path, xtal_list *out, xtal_err *err);
+
+/* -------------------------------------------------------- dataset CSVs */
+
+/* A CDVAE-style dataset: crystals plus their numeric per-row properties. */
+typedef struct {
+    xtal_list crystals;
+    int n_props;
+    char **prop_names;   /* [n_props] column names, e.g. "formation_energy_per_atom" */
+    double *prop_values; /* [crystals.n * n_props], NaN where empty or not a number */
+} xtal_dataset;
+
+void xtal_dataset_free(xtal_dataset *ds);
+/* Index of a property column, or -1. */
+int xtal_dataset_prop_index(const xtal_dataset *ds, const char *name);
+
+/* Streaming reader for the CSVs (plain or gzip'd, RFC 4180 with multi-line quoted fields).
+ * Rows are read in chunks as raw text, so that parsing a chunk (the expensive part: the CIF)
+ * can be spread over processes or ranks. */
+typedef struct xtal_csv_reader xtal_csv_reader;
+
+typedef struct {
+    long row;        /* 0-based data row index in the file */
+    long line;       /* 1-based line where the row starts */
+    int nfields;
+    char **fields;   /* [nfields], NUL-terminated, owned by the chunk */
+} xtal_csv_row;
+
+typedef struct {
+    int n, cap;
+    xtal_csv_row *rows;
+} xtal_csv_chunk;
+
+/* Opens the file and reads the header; checks that the columns needed for crystals exist
+ * (material_id and cif). */
+int xtal_csv_open(const char *path, xtal_csv_reader **out, xtal_err *err);
+void xtal_csv_close(xtal_csv_reader *r);
+int xtal_csv_ncols(const xtal_csv_reader *r);
+const char *xtal_csv_colname(const xtal_csv_reader *r, int col);
+/* Reads up to max_rows rows into chunk (replacing its content). Returns XTAL_OK with n > 0,
+ * XTAL_EOF with n == 0 at the end, or an error naming the line. */
+int xtal_csv_read_chunk(xtal_csv_reader *r, int max_rows, xtal_csv_chunk *chunk, xtal_err *err);
+void xtal_csv_chunk_free(xtal_csv_chunk *chunk);
+/* Parses the rows of a chunk into ds (crystals from the cif column, properties from numeric
+ * columns); ds->prop_names must already be set by xtal_dataset_begin. */
+int xtal_dataset_begin(xtal_dataset *ds, const xtal_csv_reader *r, xtal_err *err);
+int xtal_dataset_parse_chunk(xtal_dataset *ds, const xtal_csv_reader *r,
+                             const xtal_csv_chunk *chunk, xtal_err *err);
+/* Whole file in one call (limit < 0: all rows; else the first limit rows). */
+int xtal_dataset_read_csv(const char *path, long limit, xtal_dataset *ds, xtal_err *err);
+
+/* Compact HDF5 cache of a dataset (CSR layout: one row per crystal, one per atom) with the
+ * source file's size and mtime, so a stale cache is rebuilt. */
+int xtal_dataset_write_cache(const xtal_dataset *ds, const char *source_path,
+                             const char *cache_path, xtal_err *err);
+int xtal_dataset_read_cache(const char *cache_path, xtal_dataset *ds, xtal_err *err);
+/* Loads a dataset through its cache: reads cache_path when it is fresh for csv_path, else
+ * parses the CSV and (re)writes the cache. cache_path NULL: csv_path + ".h5" beside it, or
+ * under $DRUSE_CACHE_DIR when the data directory is read-only. */
+int xtal_dataset_load(const char *csv_path, const char *cache_path, xtal_dataset *ds,
+                      xtal_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

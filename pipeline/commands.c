@@ -1,0 +1,10 @@
+/* The table of druse commands: one line per command that exists. */
+#include "pipeline/pipeline.h"
+
+const pipe_command pipe_commands[] = {
+    {"inspect", "summarize structures: CIF, POSCAR, dataset CSV, or a directory", pipe_cmd_inspect},
+    {"elements", "the element table: masses, radii, oxidation states, UFF parameters",
+     pipe_cmd_elements},
+    {"config", "check a campaign config (druse config check FILE)", pipe_cmd_config},
+};
+const int pipe_ncommands = (int)(sizeof pipe_commands / sizeof pipe_commands[0]);
