@@ -147,6 +147,9 @@ typedef enum {
 /* Guesses the format from the name (.cif, POSCAR/CONTCAR/.vasp/.poscar, .xyz/.extxyz,
  * .csv/.csv.gz) or, for a directory, XTAL_FMT_DIR. */
 xtal_format xtal_guess_format(const char *path);
+/* The same guess from the name alone, without looking at the file system (never
+ * XTAL_FMT_DIR): for output names, which may not exist yet or may be directories. */
+xtal_format xtal_format_from_name(const char *name);
 
 /* CIF through libcodcif. Every data block with atom sites gives one crystal; symmetry
  * operations (_symmetry_equiv_pos_as_xyz or _space_group_symop_operation_xyz) are expanded
@@ -160,6 +163,9 @@ int xtal_write_cif(const xtal_crystal *c, const char *path, xtal_err *err);
 /* VASP 5 POSCAR/CONTCAR (species line required), Direct or Cartesian, scale factor (negative =
  * target volume), optional Selective dynamics line. */
 int xtal_read_poscar(const char *path, xtal_crystal *out, xtal_err *err);
+/* Writes Direct coordinates at full precision, scale 1, the id as comment. VASP needs the
+ * atoms grouped by species: they are written grouped in order of first appearance, keeping
+ * the crystal's order within a species, so read(write(x)) == x when x is already grouped. */
 int xtal_write_poscar(const xtal_crystal *c, const char *path, xtal_err *err);
 
 /* Extended XYZ (Lattice="..." Properties=species:S:1:pos:R:3), appending one frame per call
@@ -213,7 +219,11 @@ const char *xtal_csv_colname(const xtal_csv_reader *r, int col);
 int xtal_csv_read_chunk(xtal_csv_reader *r, int max_rows, xtal_csv_chunk *chunk, xtal_err *err);
 void xtal_csv_chunk_free(xtal_csv_chunk *chunk);
 /* Parses the rows of a chunk into ds (crystals from the cif column, properties from numeric
- * columns); ds->prop_names must already be set by xtal_dataset_begin. */
+ * columns); ds->prop_names must already be set by xtal_dataset_begin.
+ * begin (re)initializes ds (pass it empty) and picks the property columns: every column but
+ * the structure ones (material_id, cif, atomic_numbers, lattice_abc_angles, frac_coords,
+ * elements, n_atoms), known text ones (pretty_formula, formula, structure_source), pandas'
+ * unnamed index, and any whose first value is text (the reader reads the first row ahead). */
 int xtal_dataset_begin(xtal_dataset *ds, const xtal_csv_reader *r, xtal_err *err);
 int xtal_dataset_parse_chunk(xtal_dataset *ds, const xtal_csv_reader *r,
                              const xtal_csv_chunk *chunk, xtal_err *err);
@@ -230,6 +240,25 @@ int xtal_dataset_read_cache(const char *cache_path, xtal_dataset *ds, xtal_err *
  * under $DRUSE_CACHE_DIR when the data directory is read-only. */
 int xtal_dataset_load(const char *csv_path, const char *cache_path, xtal_dataset *ds,
                       xtal_err *err);
+
+/* Added by the dataset helper: what xtal_dataset_load did with the cache, for commands that
+ * report it and for tests of staleness. */
+typedef struct {
+    int from_cache;        /* 1: read from a fresh cache; 0: parsed the CSV */
+    int cache_written;     /* 1: the cache was (re)written */
+    char cache_path[4096]; /* the cache read or written; "" when none could be placed */
+    char note[512];        /* why a cache was rebuilt or not written; "" otherwise */
+} xtal_cache_info;
+/* xtal_dataset_load that also fills info (may be NULL). With the default location (cache_path
+ * NULL), a cache that cannot be written is not an error: the dataset is returned and info->note
+ * says why; an explicit cache_path that cannot be written is an error. */
+int xtal_dataset_load_ex(const char *csv_path, const char *cache_path, xtal_dataset *ds,
+                         xtal_cache_info *info, xtal_err *err);
+/* The default cache location of csv_path: csv_path + ".h5" when its folder is writable (and has
+ * a write permission bit: root may write anywhere, but not into folders marked read-only), else
+ * <dir>/<basename>.<hash of the absolute path>.h5 with <dir> = $DRUSE_CACHE_DIR, else
+ * $XDG_CACHE_HOME/druse, else ~/.cache/druse (created when missing). */
+int xtal_dataset_cache_path(const char *csv_path, char *buf, size_t bufsize, xtal_err *err);
 
 #ifdef __cplusplus
 }

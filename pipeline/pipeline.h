@@ -30,8 +30,11 @@ extern const pipe_command pipe_commands[];
 extern const int pipe_ncommands;
 
 int pipe_cmd_inspect(int argc, char **argv);
+int pipe_cmd_convert(int argc, char **argv);
 int pipe_cmd_config(int argc, char **argv);
 int pipe_cmd_elements(int argc, char **argv);
+int pipe_cmd_filter(int argc, char **argv);
+int pipe_cmd_dedup(int argc, char **argv);
 
 /* `druse --version`: our version and the run-time versions of spglib, HDF5, OpenBLAS and
  * Open MPI. */
@@ -49,11 +52,90 @@ void pipe_json_double(FILE *out, double x);
 
 /* ---------------------------------------------------------------- configs */
 
-/* Campaign configuration (configs/example.yaml documents every key, default and unit). */
-typedef struct pipe_config pipe_config;
+/* Campaign configuration: what `druse screen campaign.yaml` runs. configs/example.yaml
+ * documents every key with its default and unit, docs/configs.md the schema and the errors.
+ * Loaded with libcyaml; strings are owned by the config, NULL where an optional key is absent.
+ * Flags (enabled, uniqueness, ...) are 0 or 1. */
 
-/* Loads and validates a YAML config. Errors name the file, line and key. */
+#define PIPE_CONFIG_MAX_NATOMS  200 /* sampling.natoms upper bound */
+#define PIPE_CONFIG_MAX_SPECIES 16  /* distinct elements in sampling.composition */
+
+typedef enum { PIPE_DISTANCE_COVALENT = 0, PIPE_DISTANCE_BENCHMARK = 1 } pipe_distance_rule;
+typedef enum { PIPE_POTENTIAL_UFF_LJ = 0 } pipe_potential;
+
+/* campaign.shard: this job's part of a Slurm job array; takes batches b with
+ * b % count == index. */
+typedef struct {
+    int index; /* 0..count-1 (default 0) */
+    int count; /* >= 1, <= batches (default 1) */
+} pipe_shard_config;
+
+typedef struct {
+    char *name;               /* labels the archive and the logs (required) */
+    uint64_t seed;            /* with (batch id, index in batch) it fixes every sample (required) */
+    char *model;              /* HDF5 model file (required) */
+    char *output;             /* HDF5 archive; resumed when it exists (required) */
+    int batches;              /* sampling batches, >= 1 (required) */
+    int batch_size;           /* samples per batch, 1..65536 (default 64) */
+    double commit_interval_s; /* seconds between commit epochs, > 0 (default 300) */
+    pipe_shard_config shard;
+} pipe_campaign_config;
+
+typedef struct {
+    int steps;               /* reverse diffusion steps, 1..100000 (default 1000) */
+    int natoms;              /* atoms per cell: 0 = from the model's histogram (default), else
+                                1..PIPE_CONFIG_MAX_NATOMS */
+    char *composition;       /* NULL, or a formula every sample keeps ("Fe2O3") */
+    char **elements;         /* NULL, or the allowed element symbols (a chemical system) */
+    unsigned n_elements;     /* entries in elements */
+    double type_temperature; /* softmax temperature of the type logits, (0, 10] (default 1) */
+    double noise_scale;      /* factor on the sampler's stochastic term, [0, 2] (default 1) */
+    /* Derived on load. */
+    int element_Z[XTAL_NUM_ELEMENTS];           /* [n_elements] atomic numbers of elements */
+    int n_species;                              /* distinct elements of composition (0: none) */
+    int species_Z[PIPE_CONFIG_MAX_SPECIES];     /* [n_species] in formula order */
+    int species_count[PIPE_CONFIG_MAX_SPECIES]; /* [n_species] atoms per formula unit */
+    int formula_atoms;                          /* atoms per formula unit (0: no composition) */
+} pipe_sampling_config;
+
+typedef struct {
+    pipe_distance_rule distance_rule; /* covalent (default) or benchmark */
+    double distance_scale;            /* covalent: d_ij >= scale * (r_i + r_j), (0, 2] (0.5) */
+    double min_distance_A;            /* benchmark: d_ij >= this, Angstrom, (0, 10] (0.5) */
+    int charge_neutrality;            /* SMACT rule (default 1) */
+    double symprec_A;                 /* spglib symprec, Angstrom, (0, 1] (default 0.1) */
+    double angle_tolerance_deg;       /* spglib, degrees, (0, 45] or -1 = spglib's own (5) */
+    int uniqueness;                   /* drop duplicates within the campaign (default 1) */
+    char *novelty_reference;          /* NULL, or a dataset to mark novelty against */
+} pipe_filters_config;
+
+typedef struct {
+    int enabled;              /* relax the survivors (default 1) */
+    pipe_potential potential; /* uff-lj (default) */
+    double fmax_eV_A;         /* converged below this max force, eV/Angstrom, (0, 100] (0.05) */
+    int max_steps;            /* FIRE steps, 0..100000 (default 500) */
+    int fixed_cell;           /* relax positions only (default 0) */
+    double max_stress_GPa;    /* converged below this max |stress|, GPa, (0, 100] (0.1) */
+} pipe_relax_config;
+
+typedef struct pipe_config {
+    pipe_campaign_config campaign;
+    pipe_sampling_config sampling;
+    pipe_filters_config filters;
+    pipe_relax_config relax;
+    char *source; /* the file name (or name given to pipe_config_load_string) */
+    char *text;   /* the YAML text as read, NUL-terminated, for the archive */
+} pipe_config;
+
+/* Loads and validates a YAML config and fills in the defaults. Errors name the file, line and
+ * key ("campaign.yaml:17: key 'filters.symprec_A': must be in (0, 1], got 3"); the config
+ * files are not opened (model, output, novelty_reference). */
 int pipe_config_load(const char *path, pipe_config **out, xtal_err *err);
+/* Same from text held in memory (len bytes); name stands for the file in messages. */
+int pipe_config_load_string(const char *text, size_t len, const char *name, pipe_config **out,
+                            xtal_err *err);
 void pipe_config_free(pipe_config *cfg);
+/* Writes the effective config (defaults filled in) as YAML that loads back to the same config. */
+void pipe_config_print(FILE *out, const pipe_config *cfg);
 
 #endif

@@ -1,0 +1,255 @@
+#!/usr/bin/python3
+"""Benchmark: reading the 27,128 MP-20 train CIFs with druse against pymatgen's CifParser.
+
+usage: /usr/bin/python3 tests/bench/bench_read_mp20.py path/to/druse [--data DIR] [--sample N]
+       [--no-record]
+
+Run by hand (not by ctest), ideally on a Release build. In one run it measures:
+  - druse: `druse inspect --summary --json train.csv.gz` (parses every CIF), best wall time of 3
+    runs of the whole command, plus the read time druse reports itself;
+  - pymatgen (Debian's python3-pymatgen under /usr/bin/python3): CifParser.from_string(cif)
+    .get_structures(primitive=False) on a random sample of the same CIF strings (seed 0),
+    extrapolated per structure to all rows (stated as such in the output); primitive=False is
+    the like-for-like call (druse does not reduce cells). The default get_structures()
+    (primitive=True) is timed too, for reference;
+  - the druse cache: building the HDF5 cache of train.csv.gz in a scratch folder and loading it
+    back (best of 5 loads), through `druse inspect --cache` when druse has that option, else
+    through a small C program linked against libdruse.a from druse's build folder.
+Then prints the ratio and writes (or replaces) a section of BENCHMARKS.md at the repository root
+with the machine, date, commands and figures (unless --no-record).
+"""
+import argparse
+import csv
+import datetime
+import gzip
+import json
+import os
+import random
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BEGIN = "<!-- bench_read_mp20: begin (written by tests/bench/bench_read_mp20.py) -->"
+END = "<!-- bench_read_mp20: end -->"
+
+# A timing program for the cache, used when `druse inspect` cannot load through the cache.
+CACHE_HELPER = r"""
+#include <stdio.h>
+#include <time.h>
+#include "crystal/crystal.h"
+char *progname = "bench_cache";
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+int main(int argc, char **argv)
+{
+    if (argc != 3) return 2;
+    xtal_dataset ds;
+    xtal_cache_info info;
+    xtal_err err;
+    double t0 = now();
+    int rc = xtal_dataset_load_ex(argv[1], argv[2], &ds, &info, &err);
+    double seconds = now() - t0;
+    if (rc) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("{\"seconds\": %.6f, \"from_cache\": %d, \"written\": %d, \"structures\": %d}\n",
+           seconds, info.from_cache, info.cache_written, ds.crystals.n);
+    xtal_dataset_free(&ds);
+    return 0;
+}
+"""
+
+
+def machine():
+    model, cpus = "unknown", os.cpu_count()
+    try:
+        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Model name":
+                model = value.strip()
+            elif key.strip() == "CPU(s)":
+                cpus = int(value.strip())
+    except (OSError, ValueError):
+        pass
+    return model, cpus
+
+
+def run_json(cmd):
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {shlex.join(cmd)}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def time_druse(druse, path, runs=3):
+    """Best wall time of `druse inspect --summary --json` and druse's own read time."""
+    cmd = [druse, "inspect", "--summary", "--json", path]
+    walls, reads, summary = [], [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        summary = run_json(cmd)
+        walls.append(time.perf_counter() - t0)
+        reads.append(summary.get("read_seconds", float("nan")))
+    return {"cmd": shlex.join(cmd), "wall": min(walls), "walls": walls, "read": min(reads),
+            "structures": summary["structures"]}
+
+
+def time_pymatgen(rows, sample_size):
+    from pymatgen.io.cif import CifParser
+
+    random.seed(0)
+    sample = random.sample(rows, min(sample_size, len(rows)))
+    result = {"sample": len(sample)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key, primitive in (("like_for_like", False), ("default_primitive", True)):
+            t0 = time.perf_counter()
+            for cif in sample:
+                CifParser.from_string(cif).get_structures(primitive=primitive)[0]
+            result[key] = (time.perf_counter() - t0) / len(sample)  # seconds per structure
+    return result
+
+
+def build_cache_helper(druse, scratch):
+    """Compiles CACHE_HELPER with the flags and link line CMake used for druse."""
+    build = os.path.dirname(os.path.abspath(druse))
+    flags_file = os.path.join(build, "CMakeFiles", "druse.dir", "flags.make")
+    link_file = os.path.join(build, "CMakeFiles", "druse.dir", "link.txt")
+    if not (os.path.exists(flags_file) and os.path.exists(link_file)):
+        return None, "druse's CMake build folder not found next to the binary"
+    flags = {}
+    for line in open(flags_file):
+        key, sep, value = line.partition(" = ")
+        if sep:
+            flags[key.strip()] = value.strip()
+    src = os.path.join(scratch, "bench_cache.c")
+    obj = os.path.join(scratch, "bench_cache.o")
+    exe = os.path.join(scratch, "bench_cache")
+    with open(src, "w") as f:
+        f.write(CACHE_HELPER)
+    compile_cmd = (f"/usr/bin/cc -O2 {flags.get('C_DEFINES', '')} {flags.get('C_INCLUDES', '')}"
+                   f" -std=gnu11 -c {shlex.quote(src)} -o {shlex.quote(obj)}")
+    link = open(link_file).read().strip()
+    link = link.replace("CMakeFiles/druse.dir/pipeline/main.c.o", shlex.quote(obj))
+    link = re.sub(r"-o druse(\s)", f"-o {shlex.quote(exe)}\\1", link, count=1)
+    for cmd in (compile_cmd, link):
+        proc = subprocess.run(cmd, shell=True, cwd=build, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            return None, f"helper build failed: {proc.stderr.strip()[:300]}"
+    return exe, None
+
+
+def time_cache(druse, csv_path, scratch, loads=5):
+    help_text = subprocess.run([druse, "inspect", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True).stdout
+    cache = os.path.join(scratch, "train.csv.gz.h5")
+    if "--cache" in help_text:
+        how = "druse inspect --summary --json --cache"
+        env = dict(os.environ, DRUSE_CACHE_DIR=scratch)
+        cmd = [druse, "inspect", "--summary", "--json", "--cache", csv_path]
+
+        def once():
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=True)
+            return json.loads(proc.stdout.strip().splitlines()[-1])["read_seconds"]
+    else:
+        exe, why = build_cache_helper(druse, scratch)
+        if not exe:
+            return {"how": f"not measured ({why})"}
+        how = "xtal_dataset_load_ex() through a helper linked against libdruse.a"
+
+        def once():
+            return run_json([exe, csv_path, cache])["seconds"]
+    build_seconds = once()  # parses the CSV and writes the cache
+    times = [once() for _ in range(loads)]
+    size = os.path.getsize(cache) if os.path.exists(cache) else None
+    return {"how": how, "build": build_seconds, "best": min(times),
+            "median": statistics.median(times), "loads": loads, "size": size}
+
+
+def record(section):
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    block = f"{BEGIN}\n{section}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("druse")
+    parser.add_argument("--data", default=os.environ.get("DRUSE_DATA",
+                                                         os.path.join(ROOT, "..", "shared", "data")))
+    parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--no-record", action="store_true", help="do not write BENCHMARKS.md")
+    args = parser.parse_args()
+    csv_path = os.path.join(args.data, "mp_20", "train.csv.gz")
+    if not os.path.exists(csv_path):
+        sys.exit(f"{csv_path} not found (--data)")
+    druse = os.path.abspath(args.druse)
+
+    model, cpus = machine()
+    csv.field_size_limit(1 << 26)
+    with gzip.open(csv_path, "rt", newline="") as f:
+        rows = [row["cif"] for row in csv.DictReader(f)]
+    n = len(rows)
+
+    d = time_druse(druse, csv_path)
+    p = time_pymatgen(rows, args.sample)
+    with tempfile.TemporaryDirectory(prefix="druse-bench-") as scratch:
+        c = time_cache(druse, csv_path, scratch)
+
+    pym_total = p["like_for_like"] * n
+    ratio = pym_total / d["wall"]
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    lines = [
+        "## Reading MP-20 train (27,128 CIFs): druse against pymatgen",
+        "",
+        f"- machine: {model}, {cpus} CPUs (`lscpu`); one process each; date {date}",
+        f"- command: `/usr/bin/python3 tests/bench/bench_read_mp20.py {args.druse}`",
+        f"- druse: `{d['cmd'].replace(args.data, '$DRUSE_DATA')}` parses all {d['structures']:,} "
+        f"CIFs in **{d['wall']:.2f} s** wall for the whole command (best of 3: "
+        f"{', '.join(f'{w:.2f}' for w in d['walls'])} s); druse's own read time "
+        f"{d['read']:.2f} s = {1e6 * d['read'] / n:.1f} us per structure",
+        f"- pymatgen 2022.11.7: `CifParser.from_string(cif).get_structures(primitive=False)` "
+        f"takes {1e3 * p['like_for_like']:.3f} ms per structure on a random sample of "
+        f"{p['sample']:,} of the same CIF strings (seed 0), **extrapolated** to {n:,}: "
+        f"**{pym_total:.1f} s** (the default `get_structures()`, which also reduces to the "
+        f"primitive cell: {1e3 * p['default_primitive']:.3f} ms per structure)",
+        f"- ratio: druse is **{ratio:.1f}x** faster than pymatgen (like-for-like, druse wall "
+        f"time including process start; {pym_total / d['read']:.1f}x on druse's own read time)",
+    ]
+    if "best" in c:
+        lines.append(
+            f"- druse cache (HDF5, {c['size'] / 2**20:.1f} MiB): built in {c['build']:.2f} s "
+            f"(parse + write), loaded in **{1e3 * c['best']:.1f} ms** (best of {c['loads']}, "
+            f"median {1e3 * c['median']:.1f} ms; file in the OS page cache), via {c['how']}")
+    else:
+        lines.append(f"- druse cache: {c['how']}")
+    section = "\n".join(lines)
+    print(section)
+    if ratio < 50:
+        print(f"\nnote: below the 50x aim ({ratio:.1f}x)")
+    if not args.no_record:
+        print(f"\nrecorded in {record(section)}")
+
+
+if __name__ == "__main__":
+    main()
