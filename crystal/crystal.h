@@ -153,11 +153,17 @@ xtal_format xtal_format_from_name(const char *name);
 
 /* CIF through libcodcif. Every data block with atom sites gives one crystal; symmetry
  * operations (_symmetry_equiv_pos_as_xyz or _space_group_symop_operation_xyz) are expanded
- * and coincident images merged. Partial occupancy is XTAL_EUNSUPPORTED. */
+ * and coincident images merged. Partial occupancy is XTAL_EUNSUPPORTED.
+ * Atoms come in file order (the images of a site together), wrapped into [0, 1). As pymatgen's
+ * CifParser does, coordinates printed with few decimals (<= 12) within a relative 1e-4 of 1/3
+ * or 2/3 become exact thirds, so both read MP-style CIFs identically. Ids: the file's base name
+ * without .cif (or name), plus ":block" when several blocks hold atoms. On error nothing is
+ * appended. Not thread-safe: libcodcif keeps its parser state in globals. */
 int xtal_read_cif_file(const char *path, xtal_list *out, xtal_err *err);
 /* Same, from a string held in memory (name is used in messages and ids). */
 int xtal_read_cif_string(const char *text, const char *name, xtal_list *out, xtal_err *err);
-/* Writes one P1 data block at full double precision. */
+/* Writes one P1 data block at full double precision. A CIF holds the cell as parameters, so
+ * readers rebuild the lattice in pymatgen's orientation (xtal_lattice_from_params). */
 int xtal_write_cif(const xtal_crystal *c, const char *path, xtal_err *err);
 
 /* VASP 5 POSCAR/CONTCAR (species line required), Direct or Cartesian, scale factor (negative =

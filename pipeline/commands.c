@@ -3,8 +3,12 @@
 
 const pipe_command pipe_commands[] = {
     {"inspect", "summarize structures: CIF, POSCAR, dataset CSV, or a directory", pipe_cmd_inspect},
+    {"convert", "convert structures to CIF, POSCAR or extended XYZ", pipe_cmd_convert},
     {"elements", "the element table: masses, radii, oxidation states, UFF parameters",
      pipe_cmd_elements},
     {"config", "check a campaign config (druse config check FILE)", pipe_cmd_config},
+    {"filter", "screening filters: distance, charge neutrality, symmetry (spglib)",
+     pipe_cmd_filter},
+    {"dedup", "unique and novel structures (StructureMatcher semantics)", pipe_cmd_dedup},
 };
 const int pipe_ncommands = (int)(sizeof pipe_commands / sizeof pipe_commands[0]);

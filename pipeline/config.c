@@ -338,8 +338,8 @@ static int parse_decimal(const char *s, int *negative, uint64_t *magnitude)
 static int check_integer(const cfg_ctx *c, const cyaml_schema_value_t *v, const char *path,
                          int line, const char *s)
 {
-    int neg, unsigned_type = v->type == CYAML_UINT;
-    uint64_t m;
+    int neg = 0, unsigned_type = v->type == CYAML_UINT;
+    uint64_t m = 0;
     int rc = parse_decimal(s, &neg, &m);
     if (rc == -1)
         return fail_at(c, XTAL_EPARSE, line, path, "expected %s integer, got '%s'",
@@ -563,7 +563,7 @@ static int scan_mapping(cfg_ctx *c, const cyaml_schema_field_t *fields, const ch
         if (rc < 0) return rc;
         if (c->event.type == YAML_MAPPING_END_EVENT)
             return check_required(c, fields, seen, prefix, line);
-        int index, key_line = event_line(&c->event);
+        int index = 0, key_line = event_line(&c->event);
         char path[CFG_PATH_MAX];
         if ((rc = scan_key(c, fields, prefix, &index, path)) < 0) return rc;
         if (seen >> index & 1)
@@ -583,7 +583,7 @@ static int scan_sequence(cfg_ctx *c, const cyaml_schema_value_t *v, const char *
         int rc = next_event(c);
         if (rc < 0) return rc;
         if (c->event.type == YAML_SEQUENCE_END_EVENT) break;
-        char item[CFG_PATH_MAX];
+        char item[CFG_PATH_MAX + 16]; /* path + "[n]" */
         snprintf(item, sizeof item, "%s[%u]", path, (unsigned)n);
         if (++n > v->sequence.max)
             return fail_at(c, XTAL_EINVALID, event_line(&c->event), path, "more than %u entries",
@@ -1020,8 +1020,8 @@ static int read_text(const char *path, char **text, size_t *len, xtal_err *err)
 int pipe_config_load(const char *path, pipe_config **out, xtal_err *err)
 {
     *out = NULL;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     int rc = read_text(path, &text, &len, err);
     if (rc < 0) return rc;
     rc = pipe_config_load_string(text, len, path, out, err);
