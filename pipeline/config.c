@@ -583,8 +583,9 @@ static int scan_sequence(cfg_ctx *c, const cyaml_schema_value_t *v, const char *
         int rc = next_event(c);
         if (rc < 0) return rc;
         if (c->event.type == YAML_SEQUENCE_END_EVENT) break;
-        char item[CFG_PATH_MAX + 16]; /* path + "[n]" */
-        snprintf(item, sizeof item, "%s[%u]", path, (unsigned)n);
+        char item[CFG_PATH_MAX];
+        /* Paths are schema keys plus "[n]", far below CFG_PATH_MAX; truncation is harmless. */
+        if (snprintf(item, sizeof item, "%s[%u]", path, (unsigned)n) < 0) item[0] = '\0';
         if (++n > v->sequence.max)
             return fail_at(c, XTAL_EINVALID, event_line(&c->event), path, "more than %u entries",
                            (unsigned)v->sequence.max);
