@@ -37,6 +37,7 @@ flt_options flt_options_default(void)
     flt_options o = {
         .rule = FLT_RULE_COVALENT,
         .covalent_scale = FLT_DEFAULT_COVALENT_SCALE,
+        .benchmark_min_distance = FLT_BENCHMARK_MIN_DISTANCE,
         .check_distance = 1,
         .check_charge = 1,
         .check_symmetry = 1,
@@ -78,7 +79,9 @@ static int input_is_usable(const xtal_crystal *c, flt_result *r)
 
 static int run_distance(const xtal_crystal *c, const flt_options *opt, flt_result *r, xtal_err *err)
 {
-    int rc = flt_distance_check(c, opt->rule, opt->covalent_scale, &r->distance, err);
+    double param =
+        opt->rule == FLT_RULE_BENCHMARK ? opt->benchmark_min_distance : opt->covalent_scale;
+    int rc = flt_distance_check(c, opt->rule, param, &r->distance, err);
     if (rc) return rc;
     r->ran_distance = 1;
     if (!r->distance.volume_ok) reject(r, FLT_REJECT_SMALL_VOLUME);

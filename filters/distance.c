@@ -108,12 +108,12 @@ static double pair_distance(const image_cell *ic, int i, int j)
 }
 
 /* The rule's bound for a pair of elements, Angstrom. */
-static double pair_threshold(flt_distance_rule rule, double scale, int Zi, int Zj)
+static double pair_threshold(flt_distance_rule rule, double param, int Zi, int Zj)
 {
-    if (rule == FLT_RULE_BENCHMARK) return FLT_BENCHMARK_MIN_DISTANCE;
+    if (rule == FLT_RULE_BENCHMARK) return param;
     double ri = xtal_element_by_Z(Zi)->covalent_radius;
     double rj = xtal_element_by_Z(Zj)->covalent_radius;
-    double t = scale * (ri + rj);
+    double t = param * (ri + rj);
     return isfinite(t) ? t : FLT_BENCHMARK_MIN_DISTANCE; /* no radius (Z >= 97) */
 }
 
@@ -160,7 +160,7 @@ static void consider_pair(flt_distance_result *out, scan_state *st, int i, int j
 }
 
 /* All distinct pairs: the overall minimum and the rule's worst pair. */
-static void scan_pairs(const image_cell *ic, const xtal_crystal *c, double scale,
+static void scan_pairs(const image_cell *ic, const xtal_crystal *c, double param,
                        flt_distance_result *out, scan_state *st)
 {
     for (int i = 0; i < c->natoms; i++)
@@ -171,14 +171,14 @@ static void scan_pairs(const image_cell *ic, const xtal_crystal *c, double scale
                 out->min_i = i;
                 out->min_j = j;
             }
-            double threshold = pair_threshold(out->rule, scale, c->Z[i], c->Z[j]);
+            double threshold = pair_threshold(out->rule, param, c->Z[i], c->Z[j]);
             consider_pair(out, st, i, j, d, threshold);
         }
 }
 
 /* Self-images: every site sees its images at the shortest lattice vector; under the covalent
  * rule the element with the largest threshold is the one at risk. */
-static void scan_self_images(const image_cell *ic, const xtal_crystal *c, double scale,
+static void scan_self_images(const image_cell *ic, const xtal_crystal *c, double param,
                              flt_distance_result *out, scan_state *st)
 {
     double zero[3] = {0, 0, 0};
@@ -187,7 +187,7 @@ static void scan_self_images(const image_cell *ic, const xtal_crystal *c, double
     int site = 0;
     double thr = 0;
     for (int a = 0; a < c->natoms; a++) {
-        double t = pair_threshold(out->rule, scale, c->Z[a], c->Z[a]);
+        double t = pair_threshold(out->rule, param, c->Z[a], c->Z[a]);
         if (t > thr) thr = t, site = a;
     }
     consider_pair(out, st, site, site, out->min_self_distance, thr);
@@ -204,14 +204,17 @@ static void distance_result_reset(flt_distance_result *out, flt_distance_rule ru
     out->min_i = out->min_j = out->worst_i = out->worst_j = -1;
 }
 
-int flt_distance_check(const xtal_crystal *c, flt_distance_rule rule, double scale,
+int flt_distance_check(const xtal_crystal *c, flt_distance_rule rule, double param,
                        flt_distance_result *out, xtal_err *err)
 {
     distance_result_reset(out, rule);
     int rc = check_input(c, err);
     if (rc) return rc;
-    if (rule == FLT_RULE_COVALENT && !(scale >= 0 && isfinite(scale)))
-        return xtal_err_set(err, XTAL_EINVALID, "covalent scale %g is not a number >= 0", scale);
+    if (rule == FLT_RULE_BENCHMARK && param <= 0) param = FLT_BENCHMARK_MIN_DISTANCE;
+    if (!(param >= 0 && isfinite(param)))
+        return xtal_err_set(err, XTAL_EINVALID, "%s %g is not a number >= 0",
+                            rule == FLT_RULE_COVALENT ? "covalent scale" : "minimum distance",
+                            param);
     out->volume = xtal_volume(c);
     out->volume_ok = out->volume >= FLT_BENCHMARK_MIN_VOLUME; /* false for NaN too */
     if (!(out->volume > 0)) { /* singular cell: no distances, and a clear failure */
@@ -225,8 +228,8 @@ int flt_distance_check(const xtal_crystal *c, flt_distance_rule rule, double sca
     image_cell ic;
     scan_state st = {INFINITY, 0};
     if (image_cell_init(&ic, &red) == 0) {
-        scan_pairs(&ic, c, scale, out, &st);
-        scan_self_images(&ic, c, scale, out, &st);
+        scan_pairs(&ic, c, param, out, &st);
+        scan_self_images(&ic, c, param, out, &st);
     } else {
         st.undetermined = 1;
     }

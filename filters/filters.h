@@ -55,8 +55,8 @@ typedef enum {
      * The volume must be >= 0.1 Angstrom^3 as in the benchmark rule. */
     FLT_RULE_COVALENT = 0,
     /* CDVAE/DiffCSP structural validity: every distance between distinct sites (minimum
-     * image, pymatgen's Structure.distance_matrix) >= 0.5 Angstrom and the volume >= 0.1
-     * Angstrom^3. Self-images do not count (a one-atom cell passes any lattice). */
+     * image, pymatgen's Structure.distance_matrix) >= 0.5 Angstrom (configurable) and the volume >=
+     * 0.1 Angstrom^3. Self-images do not count (a one-atom cell passes any lattice). */
     FLT_RULE_BENCHMARK = 1
 } flt_distance_rule;
 
@@ -82,11 +82,13 @@ typedef struct {
     double worst_distance, threshold;
 } flt_distance_result;
 
-/* Evaluates a distance rule (scale is k for FLT_RULE_COVALENT, ignored for the benchmark
- * rule). Distances are exact minimum-image distances for any cell shape. A cell with a
- * non-positive or non-finite volume is an outcome (ok = 0), not an error. Returns XTAL_OK, or
- * XTAL_EINVALID for an unknown element or non-finite coordinates (err says which). */
-int flt_distance_check(const xtal_crystal *c, flt_distance_rule rule, double scale,
+/* Evaluates a distance rule. param is the rule's parameter: k for FLT_RULE_COVALENT
+ * (dimensionless, >= 0); the minimum distance in Angstrom for FLT_RULE_BENCHMARK, where a value
+ * <= 0 means the CDVAE/DiffCSP 0.5 A. Distances are exact minimum-image distances for any cell
+ * shape. A cell with a non-positive or non-finite volume is an outcome (ok = 0), not an error.
+ * Returns XTAL_OK, or XTAL_EINVALID for an unknown element, non-finite coordinates or a bad
+ * param (err says which). */
+int flt_distance_check(const xtal_crystal *c, flt_distance_rule rule, double param,
                        flt_distance_result *out, xtal_err *err);
 
 /* ============================================================== charge neutrality */
@@ -174,15 +176,16 @@ int flt_symmetrize(const xtal_crystal *c, double symprec, double angle_tolerance
 /* ============================================================== the chain */
 
 typedef struct {
-    flt_distance_rule rule; /* default FLT_RULE_COVALENT */
-    double covalent_scale;  /* k, default 0.5 */
-    int check_distance;     /* default 1 */
-    int check_charge;       /* default 1 */
-    int check_symmetry;     /* default 1 */
-    double symprec;         /* Angstrom, default 0.1 */
-    double angle_tolerance; /* degrees, default -1 (spglib's own) */
-    int stop_at_first;      /* 1: skip the later checks after a rejection (a campaign);
-                             * 0 (default): run every check and report every reason */
+    flt_distance_rule rule;        /* default FLT_RULE_COVALENT */
+    double covalent_scale;         /* k, default 0.5 */
+    double benchmark_min_distance; /* Angstrom, default 0.5 (FLT_RULE_BENCHMARK) */
+    int check_distance;            /* default 1 */
+    int check_charge;              /* default 1 */
+    int check_symmetry;            /* default 1 */
+    double symprec;                /* Angstrom, default 0.1 */
+    double angle_tolerance;        /* degrees, default -1 (spglib's own) */
+    int stop_at_first;             /* 1: skip the later checks after a rejection (a campaign);
+                                    * 0 (default): run every check and report every reason */
 } flt_options;
 
 /* The defaults listed above. */
@@ -202,8 +205,8 @@ typedef struct {
 /* Runs the enabled checks, distance -> charge -> symmetry, on c (opt NULL: the defaults). A
  * rejected or broken structure (overlapping atoms, zero volume, unknown element, NaN) is an
  * outcome in out, never an error. Returns XTAL_OK; XTAL_ENOMEM; or XTAL_EINVALID for a bad
- * option (negative covalent scale). out is initialized here even on error; free it with
- * flt_result_free. Thread-safe as far as spglib is (its error code is a global). */
+ * option (negative covalent scale or minimum distance). out is initialized here even on error; free
+ * it with flt_result_free. Thread-safe as far as spglib is (its error code is a global). */
 int flt_check(const xtal_crystal *c, const flt_options *opt, flt_result *out, xtal_err *err);
 void flt_result_free(flt_result *r);
 

@@ -12,7 +12,7 @@
 
 static const char filter_help[] =
     "usage: druse filter IN [--symprec X] [--angle-tolerance D] [--rule covalent|benchmark]\n"
-    "                       [--scale K] [--checks LIST] [--json] [--profile]\n"
+    "                       [--scale K] [--min-distance D] [--checks LIST] [--json] [--profile]\n"
     "\n"
     "Runs the screening filters on every structure in IN (CIF, POSCAR, a CDVAE-style dataset\n"
     "CSV .csv/.csv.gz, or a directory of structure files), in the order of a campaign:\n"
@@ -27,6 +27,7 @@ static const char filter_help[] =
     "  --angle-tolerance D  spglib angle tolerance, degrees (default: spglib's own)\n"
     "  --rule R             covalent (default) or benchmark\n"
     "  --scale K            K of the covalent rule (default 0.5)\n"
+    "  --min-distance D     the benchmark rule's minimum distance, Angstrom (default 0.5)\n"
     "  --checks LIST        comma-separated subset of distance,charge,symmetry to run\n"
     "                       (default: all three); the others print as '-' or null\n"
     "  --json               one JSON object per structure and line\n"
@@ -101,7 +102,16 @@ static int parse_checks(const char *text, flt_options *o)
     return 0;
 }
 
-enum { OPT_SYMPREC = 256, OPT_ANGLE, OPT_RULE, OPT_SCALE, OPT_CHECKS, OPT_JSON, OPT_PROFILE };
+enum {
+    OPT_SYMPREC = 256,
+    OPT_ANGLE,
+    OPT_RULE,
+    OPT_SCALE,
+    OPT_MIN_DISTANCE,
+    OPT_CHECKS,
+    OPT_JSON,
+    OPT_PROFILE
+};
 
 /* One parsed option; returns 0, or -1 after printing what is wrong with it. */
 static int apply_option(int opt, const char *arg, filter_args *a)
@@ -131,15 +141,17 @@ static int apply_option(int opt, const char *arg, filter_args *a)
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, filter_args *a)
 {
-    static const struct option longopts[] = {{"symprec", required_argument, 0, OPT_SYMPREC},
-                                             {"angle-tolerance", required_argument, 0, OPT_ANGLE},
-                                             {"rule", required_argument, 0, OPT_RULE},
-                                             {"scale", required_argument, 0, OPT_SCALE},
-                                             {"checks", required_argument, 0, OPT_CHECKS},
-                                             {"json", no_argument, 0, OPT_JSON},
-                                             {"profile", no_argument, 0, OPT_PROFILE},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"symprec", required_argument, 0, OPT_SYMPREC},
+        {"angle-tolerance", required_argument, 0, OPT_ANGLE},
+        {"rule", required_argument, 0, OPT_RULE},
+        {"scale", required_argument, 0, OPT_SCALE},
+        {"min-distance", required_argument, 0, OPT_MIN_DISTANCE},
+        {"checks", required_argument, 0, OPT_CHECKS},
+        {"json", no_argument, 0, OPT_JSON},
+        {"profile", no_argument, 0, OPT_PROFILE},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->flt = flt_options_default();
     optind = 1;

@@ -74,7 +74,6 @@ def best_of(druse, data, checks, omp, repeat):
 def report(res, args, data):
     full, sym = res["full"], res["symmetry"]
     n = full["n"]
-    rest = full["chain"] - sym["chain"]
     load = os.getloadavg()
     lines = [
         BEGIN,

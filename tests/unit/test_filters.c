@@ -149,6 +149,18 @@ static void test_distance_rock_salt(void **state)
     assert_int_equal(flt_distance_check(&c, FLT_RULE_COVALENT, 1.1, &r, NULL), XTAL_OK);
     assert_false(r.ok);
     assert_true(fabs(r.threshold - 2.948) < 1e-12);
+    /* The benchmark rule at a 3 A minimum distance instead of 0.5 A. */
+    assert_int_equal(flt_distance_check(&c, FLT_RULE_BENCHMARK, 3.0, &r, NULL), XTAL_OK);
+    assert_false(r.ok);
+    assert_true(fabs(r.threshold - 3.0) < 1e-15);
+    xtal_err err;
+    assert_int_equal(flt_distance_check(&c, FLT_RULE_COVALENT, -1, &r, &err), XTAL_EINVALID);
+    assert_non_null(strstr(err.msg, "covalent scale"));
+    flt_options opt = flt_options_default();
+    opt.covalent_scale = NAN;
+    flt_result fr;
+    assert_int_equal(flt_check(&c, &opt, &fr, &err), XTAL_EINVALID);
+    flt_result_free(&fr);
     xtal_crystal_free(&c);
 }
 
