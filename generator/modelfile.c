@@ -1,0 +1,258 @@
+/* generator/modelfile.c: HDF5 model files (format "druse-generator", version 1).
+ *
+ * Layout (docs/generator.md): root attributes format, format_version, hidden, layers, n_freq,
+ * time_dim, n_types, mask_type, n_params, params_sha256; one float32 dataset per tensor under
+ * /params/<name> with the tensor's PyTorch shape. Serial HDF5 (H5Fcreate with default property
+ * lists) works on the parallel build as well.
+ */
+#include "generator/generator.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GEN_FORMAT         "druse-generator"
+#define GEN_FORMAT_VERSION 1
+
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+
+static h5_quiet quiet_begin(void)
+{
+    h5_quiet q;
+    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+static void quiet_end(h5_quiet q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q.func, q.data);
+}
+
+static int attr_write_long(hid_t obj, const char *name, long long v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_LLONG, &v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return a < 0 || e < 0 ? -1 : 0;
+}
+
+static int attr_write_str(hid_t obj, const char *name, const char *s)
+{
+    hid_t ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, strlen(s) + 1);
+    H5Tset_strpad(ty, H5T_STR_NULLTERM);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, s);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(ty);
+    return a < 0 || e < 0 ? -1 : 0;
+}
+
+static int attr_read_long(hid_t obj, const char *name, long long *v)
+{
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    herr_t e = H5Aread(a, H5T_NATIVE_LLONG, v);
+    H5Aclose(a);
+    return e < 0 ? -1 : 0;
+}
+
+/* Reads a fixed-length string attribute into buf (NUL-terminated). */
+static int attr_read_str(hid_t obj, const char *name, char *buf, size_t bufsize)
+{
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t ft = H5Aget_type(a);
+    int rc = -1;
+    if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
+        size_t n = H5Tget_size(ft);
+        char *tmp = calloc(n + 1, 1);
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, n);
+        if (tmp && H5Aread(a, mt, tmp) >= 0) {
+            snprintf(buf, bufsize, "%s", tmp);
+            rc = 0;
+        }
+        H5Tclose(mt);
+        free(tmp);
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    return rc;
+}
+
+int gen_model_save(const gen_model *m, const char *path, xtal_err *err)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    h5_quiet q = quiet_begin();
+    int rc = XTAL_OK;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        quiet_end(q);
+        return xtal_err_set(err, XTAL_EIO, "model file %s: cannot create %s", path, tmp);
+    }
+    char sha[65];
+    gen_params_sha256(m, sha);
+    const gen_hparams *hp = &m->hp;
+    int bad = attr_write_str(f, "format", GEN_FORMAT);
+    bad |= attr_write_long(f, "format_version", GEN_FORMAT_VERSION);
+    bad |= attr_write_long(f, "hidden", hp->hidden);
+    bad |= attr_write_long(f, "layers", hp->layers);
+    bad |= attr_write_long(f, "n_freq", hp->n_freq);
+    bad |= attr_write_long(f, "time_dim", hp->time_dim);
+    bad |= attr_write_long(f, "n_types", hp->n_types);
+    bad |= attr_write_long(f, "mask_type", GEN_MASK_TYPE);
+    bad |= attr_write_long(f, "n_params", (long long)m->n_params);
+    bad |= attr_write_str(f, "params_sha256", sha);
+    bad |= attr_write_str(f, "type_vocabulary",
+                          "type 0 = MASK, type Z = element Z (1..n_types-1); type_head logit k "
+                          "= element k+1");
+    hid_t g = H5Gcreate2(f, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) bad = 1;
+    for (int i = 0; i < m->n_tensors && !bad; i++) {
+        const gen_tensor *t = &m->tensors[i];
+        hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
+        hid_t ds =
+            H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                               m->params + t->offset) < 0)
+            bad = 1;
+        if (ds >= 0) H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    if (g >= 0) H5Gclose(g);
+    if (H5Fclose(f) < 0) bad = 1;
+    quiet_end(q);
+    if (bad) {
+        unlink(tmp);
+        return xtal_err_set(err, XTAL_EIO, "model file %s: write failed", path);
+    }
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        rc = xtal_err_set(err, XTAL_EIO, "model file %s: cannot rename %s into place", path, tmp);
+    }
+    return rc;
+}
+
+int gen_model_load(gen_model *m, const char *path, xtal_err *err)
+{
+    memset(m, 0, sizeof *m);
+    if (access(path, R_OK) != 0)
+        return xtal_err_set(err, XTAL_EIO, "model file %s: cannot read (missing or no permission)",
+                            path);
+    h5_quiet q = quiet_begin();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        quiet_end(q);
+        return xtal_err_set(err, XTAL_EPARSE,
+                            "model file %s: not a readable HDF5 file (corrupt or truncated)", path);
+    }
+    int rc = XTAL_OK;
+    char fmt[64] = "", sha_file[80] = "";
+    long long ver = 0, v[5] = {0}, np = 0;
+    static const char *names[5] = {"hidden", "layers", "n_freq", "time_dim", "n_types"};
+    if (attr_read_str(f, "format", fmt, sizeof fmt) || strcmp(fmt, GEN_FORMAT)) {
+        rc = xtal_err_set(err, XTAL_EPARSE,
+                          "model file %s: not a druse generator model "
+                          "(attribute format is missing or not \"%s\")",
+                          path, GEN_FORMAT);
+        goto done;
+    }
+    if (attr_read_long(f, "format_version", &ver) || ver != GEN_FORMAT_VERSION) {
+        rc = xtal_err_set(err, XTAL_EUNSUPPORTED, "model file %s: format version %lld, expected %d",
+                          path, ver, GEN_FORMAT_VERSION);
+        goto done;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (attr_read_long(f, names[i], &v[i]) || v[i] < 0 || v[i] > 1000000) {
+            rc = xtal_err_set(err, XTAL_EPARSE, "model file %s: attribute %s missing or invalid",
+                              path, names[i]);
+            goto done;
+        }
+    }
+    if (attr_read_long(f, "n_params", &np) ||
+        attr_read_str(f, "params_sha256", sha_file, sizeof sha_file)) {
+        rc = xtal_err_set(err, XTAL_EPARSE,
+                          "model file %s: attribute n_params or params_sha256 "
+                          "missing",
+                          path);
+        goto done;
+    }
+    gen_hparams hp = {(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
+    xtal_err e2;
+    rc = gen_model_create(m, &hp, 0, &e2);
+    if (rc) {
+        rc = xtal_err_set(err, rc, "model file %s: %s", path, e2.msg);
+        goto done;
+    }
+    if ((long long)m->n_params != np) {
+        rc = xtal_err_set(err, XTAL_EPARSE,
+                          "model file %s: n_params %lld does not match the hyperparameters (%zu)",
+                          path, np, m->n_params);
+        goto done;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gen_tensor *t = &m->tensors[i];
+        char dname[GEN_NAME_MAX + 16];
+        snprintf(dname, sizeof dname, "params/%s", t->name);
+        hid_t ds = H5Dopen2(f, dname, H5P_DEFAULT);
+        if (ds < 0) {
+            rc = xtal_err_set(err, XTAL_EPARSE, "model file %s: tensor %s missing or unreadable",
+                              path, t->name);
+            goto done;
+        }
+        hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
+        hsize_t dims[2] = {0, 0};
+        int nd = H5Sget_simple_extent_ndims(sp);
+        if (nd == t->ndim) H5Sget_simple_extent_dims(sp, dims, NULL);
+        int ok = nd == t->ndim && H5Tget_class(ty) == H5T_FLOAT &&
+                 dims[0] == (hsize_t)t->shape[0] && (nd == 1 || dims[1] == (hsize_t)t->shape[1]);
+        herr_t re =
+            ok ? H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->params + t->offset)
+               : -1;
+        H5Tclose(ty);
+        H5Sclose(sp);
+        H5Dclose(ds);
+        if (!ok) {
+            rc = xtal_err_set(err, XTAL_EPARSE,
+                              "model file %s: tensor %s has the wrong type or shape (expected "
+                              "float [%d x %d])",
+                              path, t->name, t->shape[0], t->shape[1]);
+            goto done;
+        }
+        if (re < 0) {
+            rc = xtal_err_set(err, XTAL_EPARSE,
+                              "model file %s: tensor %s cannot be read (corrupt or truncated)",
+                              path, t->name);
+            goto done;
+        }
+    }
+    char sha[65];
+    gen_params_sha256(m, sha);
+    if (strcmp(sha, sha_file)) {
+        rc = xtal_err_set(err, XTAL_EPARSE,
+                          "model file %s: parameter checksum mismatch (sha256 %.16s... stored, "
+                          "%.16s... computed): the file is corrupt",
+                          path, sha_file, sha);
+        goto done;
+    }
+done:
+    H5Fclose(f);
+    quiet_end(q);
+    if (rc) gen_model_free(m);
+    return rc;
+}

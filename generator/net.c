@@ -1,0 +1,721 @@
+/* generator/net.c: the denoiser network, forward and backward, and its loss.
+ *
+ * In the style of llm.c: every layer is a forward/backward pair over flat float arrays, the
+ * parameters live in one block (m->params, gradients in m->grads), and the GEMMs run through
+ * OpenBLAS with all edges of the batch as rows. Equations: docs/generator.md. Two pieces of
+ * algebra keep the edge work down to two GEMMs per layer:
+ *   - the first edge layer is linear in [x_i, x_j, g, phi_ij], so W_src x_i and W_dst x_j are
+ *     computed once per node and W_g g once per crystal, and only W_phi phi_ij is per edge;
+ *   - phi_ij = fourier(f_j - f_i) comes from per-node sin/cos tables by angle addition,
+ *     sin(a - b) = sin a cos b - cos a sin b, cos(a - b) = cos a cos b + sin a sin b, so no
+ *     trigonometric function is evaluated per edge.
+ * Edge e of crystal b with n atoms is (i, j) = (off_b + e / n, off_b + e % n) after the
+ * crystal's first edge: the n edges of node i are contiguous (a mean over j is a row block).
+ */
+#include "generator/generator.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LN_EPS 1e-5f
+#define TWO_PI 6.283185307179586
+
+struct gen_workspace {
+    float *arena;
+    size_t cap;
+    int *node_b;  /* [N] crystal of each atom */
+    size_t *eoff; /* [B+1] first edge of each crystal */
+    int icap_n, icap_b;
+    /* dimensions of the last forward */
+    int N, B, keep, have_loss;
+    size_t E;
+    /* forward */
+    float *temb, *t1, *ta, *u, *g, *Gc, *h, *x, *lnm, *lnr, *tab, *phi, *P, *Q, *z1, *z2, *msg, *nz,
+        *na, *eA, *hf, *fm, *fr, *pool, *Mh, *coord, *lat, *logits;
+    /* loss gradient of the outputs */
+    float *dcoord, *dlat, *dlogits;
+    /* backward */
+    float *dh, *dx, *dm, *dnz, *dP, *dQ, *dhf, *dGc, *du, *dt1, *dp, *dM, *eB;
+};
+
+gen_workspace *gen_workspace_new(void)
+{
+    return calloc(1, sizeof(gen_workspace));
+}
+
+void gen_workspace_free(gen_workspace *w)
+{
+    if (!w) return;
+    free(w->arena);
+    free(w->node_b);
+    free(w->eoff);
+    free(w);
+}
+
+/* Places every buffer in one arena (base NULL: only counts). Returns floats needed. */
+static size_t layout(gen_workspace *w, float *base, const gen_hparams *hp, int N, int B, size_t E,
+                     int keep)
+{
+    size_t off = 0;
+    size_t d = (size_t)hp->hidden, L = (size_t)hp->layers, F = 6 * (size_t)hp->n_freq;
+    size_t T = (size_t)hp->time_dim, V = (size_t)hp->n_types - 1, n = (size_t)N, nb = (size_t)B;
+    size_t Le = keep ? L : 1;
+#define TAKE(ptr, count)                                                                           \
+    do {                                                                                           \
+        w->ptr = base ? base + off : NULL;                                                         \
+        off += ((size_t)(count) + 15) & ~(size_t)15;                                               \
+    } while (0)
+    TAKE(temb, nb * T);
+    TAKE(t1, nb * d);
+    TAKE(ta, nb * d);
+    TAKE(u, nb * d);
+    TAKE(g, nb * 6);
+    TAKE(Gc, nb * d);
+    TAKE(h, (L + 1) * n * d);
+    TAKE(x, L * n * d);
+    TAKE(lnm, L * n);
+    TAKE(lnr, L * n);
+    TAKE(tab, n * F);
+    TAKE(phi, E * F);
+    TAKE(P, n * d);
+    TAKE(Q, n * d);
+    TAKE(z1, Le * E * d);
+    TAKE(z2, Le * E * d);
+    TAKE(msg, L * n * d);
+    TAKE(nz, L * n * d);
+    TAKE(na, n * d);
+    TAKE(eA, E * d);
+    TAKE(hf, n * d);
+    TAKE(fm, n);
+    TAKE(fr, n);
+    TAKE(pool, nb * d);
+    TAKE(Mh, nb * 9);
+    TAKE(coord, n * 3);
+    TAKE(lat, nb * 9);
+    TAKE(logits, n * V);
+    TAKE(dcoord, n * 3);
+    TAKE(dlat, nb * 9);
+    TAKE(dlogits, n * V);
+    if (keep) {
+        TAKE(dh, n * d);
+        TAKE(dx, n * d);
+        TAKE(dm, n * d);
+        TAKE(dnz, n * d);
+        TAKE(dP, n * d);
+        TAKE(dQ, n * d);
+        TAKE(dhf, n * d);
+        TAKE(dGc, nb * d);
+        TAKE(du, nb * d);
+        TAKE(dt1, nb * d);
+        TAKE(dp, nb * d);
+        TAKE(dM, nb * 9);
+        TAKE(eB, E * d);
+    } else {
+        w->dh = w->dx = w->dm = w->dnz = w->dP = w->dQ = w->dhf = NULL;
+        w->dGc = w->du = w->dt1 = w->dp = w->dM = w->eB = NULL;
+    }
+#undef TAKE
+    return off;
+}
+
+/* ------------------------------------------------------------ primitives */
+
+/* Y[rows x out] (ldy) = X[rows x in] (ldx) W[out x in]^T (ldw) + beta Y */
+static void mm_fwd(float *Y, int ldy, const float *X, int ldx, const float *W, int ldw, int rows,
+                   int in, int out, float beta)
+{
+    if (rows <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, X, ldx, W, ldw, beta,
+                Y, ldy);
+}
+
+/* dX[rows x in] (lddx) = dY[rows x out] (lddy) W[out x in] (ldw) + beta dX */
+static void mm_bwd_x(float *dX, int lddx, const float *dY, int lddy, const float *W, int ldw,
+                     int rows, int in, int out, float beta)
+{
+    if (rows <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dY, lddy, W, ldw,
+                beta, dX, lddx);
+}
+
+/* dW[out x in] (lddw) += dY[rows x out]^T X[rows x in] */
+static void mm_bwd_w(float *dW, int lddw, const float *dY, int lddy, const float *X, int ldx,
+                     int rows, int in, int out)
+{
+    if (rows <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dY, lddy, X, ldx,
+                1.0f, dW, lddw);
+}
+
+static void add_bias(float *Y, const float *bias, size_t rows, int out)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (int o = 0; o < out; o++) Y[r * (size_t)out + (size_t)o] += bias[o];
+}
+
+/* db += column sums of dY, accumulated in double (rows may be all edges of a batch) */
+static void bias_grad(float *db, const float *dY, size_t rows, int out)
+{
+    double acc[256];
+    for (int o0 = 0; o0 < out; o0 += 256) {
+        int no = out - o0 < 256 ? out - o0 : 256;
+        for (int o = 0; o < no; o++) acc[o] = 0.0;
+        for (size_t r = 0; r < rows; r++) {
+            const float *y = dY + r * (size_t)out + (size_t)o0;
+            for (int o = 0; o < no; o++) acc[o] += y[o];
+        }
+        for (int o = 0; o < no; o++) db[o0 + o] += (float)acc[o];
+    }
+}
+
+static inline float sigmoidf(float z)
+{
+    return 1.0f / (1.0f + expf(-z));
+}
+static inline float silu(float z)
+{
+    return z * sigmoidf(z);
+}
+static inline float silu_grad(float z)
+{
+    float s = sigmoidf(z);
+    return s * (1.0f + z * (1.0f - s));
+}
+
+static void silu_fwd(float *out, const float *in, size_t n)
+{
+    for (size_t k = 0; k < n; k++) out[k] = silu(in[k]);
+}
+
+/* d *= silu'(z) */
+static void silu_bwd(float *d, const float *z, size_t n)
+{
+    for (size_t k = 0; k < n; k++) d[k] *= silu_grad(z[k]);
+}
+
+static void ln_fwd(float *out, float *mean, float *rstd, const float *in, const float *wt,
+                   const float *bs, int N, int d)
+{
+    for (int i = 0; i < N; i++) {
+        const float *x = in + (size_t)i * d;
+        double s = 0, s2 = 0;
+        for (int k = 0; k < d; k++) s += x[k];
+        double mu = s / d;
+        for (int k = 0; k < d; k++) s2 += (x[k] - mu) * (x[k] - mu);
+        float r = (float)(1.0 / sqrt(s2 / d + LN_EPS));
+        float mf = (float)mu;
+        float *o = out + (size_t)i * d;
+        for (int k = 0; k < d; k++) o[k] = (x[k] - mf) * r * wt[k] + bs[k];
+        mean[i] = mf;
+        rstd[i] = r;
+    }
+}
+
+/* din += d LN / d in, dw += d/dw, db += d/db */
+static void ln_bwd(float *din, float *dw, float *db, const float *dout, const float *in,
+                   const float *mean, const float *rstd, const float *wt, int N, int d)
+{
+    for (int i = 0; i < N; i++) {
+        const float *x = in + (size_t)i * d, *go = dout + (size_t)i * d;
+        float *gi = din + (size_t)i * d;
+        float mu = mean[i], r = rstd[i];
+        double sd = 0, sdn = 0;
+        for (int k = 0; k < d; k++) {
+            float nrm = (x[k] - mu) * r;
+            float dn = go[k] * wt[k];
+            sd += dn;
+            sdn += (double)dn * nrm;
+            dw[k] += go[k] * nrm;
+            db[k] += go[k];
+        }
+        float msd = (float)(sd / d), msdn = (float)(sdn / d);
+        for (int k = 0; k < d; k++) {
+            float nrm = (x[k] - mu) * r;
+            gi[k] += r * (go[k] * wt[k] - msd - nrm * msdn);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ parameters */
+
+typedef struct {
+    const float *p;
+    float *g;
+} pref;
+
+static pref tensor_at(const gen_model *m, int idx)
+{
+    pref r = {m->params + m->tensors[idx].offset, m->grads + m->tensors[idx].offset};
+    return r;
+}
+
+enum { T_EMBED = 0, T_TIME0_W, T_TIME0_B, T_TIME2_W, T_TIME2_B, T_LAYER0 };
+enum { L_LN_W = 0, L_LN_B, L_E0_W, L_E0_B, L_E2_W, L_E2_B, L_N0_W, L_N0_B, L_N2_W, L_N2_B, L_NT };
+enum { H_LN_W = 0, H_LN_B, H_COORD, H_LATTICE, H_TYPE_W, H_TYPE_B };
+
+static pref layer_t(const gen_model *m, int l, int k)
+{
+    return tensor_at(m, T_LAYER0 + L_NT * l + k);
+}
+static pref head_t(const gen_model *m, int k)
+{
+    return tensor_at(m, T_LAYER0 + L_NT * m->hp.layers + k);
+}
+
+/* ----------------------------------------------------------------- batch */
+
+int gen_batch_check(const gen_model *m, const gen_batch *b, xtal_err *err)
+{
+    if (b->n_crystals < 1 || !b->offsets || !b->types || !b->frac || !b->lattice || !b->t)
+        return xtal_err_set(err, XTAL_EINVALID, "batch: empty or missing arrays");
+    if (b->offsets[0] != 0)
+        return xtal_err_set(err, XTAL_EINVALID, "batch: offsets[0] = %d, expected 0",
+                            b->offsets[0]);
+    size_t E = 0;
+    for (int c = 0; c < b->n_crystals; c++) {
+        int n = b->offsets[c + 1] - b->offsets[c];
+        if (n < 1) return xtal_err_set(err, XTAL_EINVALID, "batch: crystal %d has %d atoms", c, n);
+        if (n > XTAL_MAX_ATOMS)
+            return xtal_err_set(err, XTAL_ELIMIT, "batch: crystal %d has %d atoms (limit %d)", c, n,
+                                XTAL_MAX_ATOMS);
+        E += (size_t)n * (size_t)n;
+        if (!isfinite(b->t[c]))
+            return xtal_err_set(err, XTAL_EINVALID, "batch: crystal %d: time not finite", c);
+        for (int k = 0; k < 9; k++)
+            if (!isfinite(b->lattice[9 * c + k]))
+                return xtal_err_set(err, XTAL_EINVALID, "batch: crystal %d: lattice not finite", c);
+    }
+    if (b->offsets[b->n_crystals] != b->n_atoms)
+        return xtal_err_set(err, XTAL_EINVALID, "batch: offsets[B] = %d but n_atoms = %d",
+                            b->offsets[b->n_crystals], b->n_atoms);
+    if (E > (size_t)INT_MAX / 2)
+        return xtal_err_set(err, XTAL_ELIMIT, "batch: %zu atom pairs, limit %d", E, INT_MAX / 2);
+    for (int i = 0; i < b->n_atoms; i++) {
+        if (b->types[i] < 0 || b->types[i] >= m->hp.n_types)
+            return xtal_err_set(err, XTAL_EINVALID, "batch: atom %d has type %d outside 0..%d", i,
+                                b->types[i], m->hp.n_types - 1);
+        for (int c = 0; c < 3; c++)
+            if (!isfinite(b->frac[3 * i + c]))
+                return xtal_err_set(err, XTAL_EINVALID, "batch: atom %d: coordinate not finite", i);
+    }
+    return XTAL_OK;
+}
+
+static int ensure(gen_workspace *w, const gen_model *m, const gen_batch *b, int keep, xtal_err *err)
+{
+    int N = b->n_atoms, B = b->n_crystals;
+    if (w->icap_n < N) {
+        int *p = realloc(w->node_b, (size_t)(N > 0 ? N : 1) * sizeof(int));
+        if (!p) return xtal_err_set(err, XTAL_ENOMEM, "out of memory (workspace)");
+        w->node_b = p;
+        w->icap_n = N;
+    }
+    if (w->icap_b < B + 1) {
+        size_t *p = realloc(w->eoff, (size_t)(B + 1) * sizeof(size_t));
+        if (!p) return xtal_err_set(err, XTAL_ENOMEM, "out of memory (workspace)");
+        w->eoff = p;
+        w->icap_b = B + 1;
+    }
+    w->eoff[0] = 0;
+    for (int c = 0; c < B; c++) {
+        size_t n = (size_t)(b->offsets[c + 1] - b->offsets[c]);
+        w->eoff[c + 1] = w->eoff[c] + n * n;
+        for (int i = b->offsets[c]; i < b->offsets[c + 1]; i++) w->node_b[i] = c;
+    }
+    size_t E = w->eoff[B];
+    size_t need = layout(w, NULL, &m->hp, N, B, E, keep);
+    if (need > w->cap) {
+        free(w->arena);
+        w->arena = malloc(need * sizeof(float));
+        if (!w->arena) {
+            w->cap = 0;
+            return xtal_err_set(err, XTAL_ENOMEM, "out of memory (workspace of %zu floats)", need);
+        }
+        w->cap = need;
+    }
+    layout(w, w->arena, &m->hp, N, B, E, keep);
+    w->N = N;
+    w->B = B;
+    w->E = E;
+    w->keep = keep;
+    w->have_loss = 0;
+    return XTAL_OK;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int keep,
+                gen_outputs *out, xtal_err *err)
+{
+    int rc = gen_batch_check(m, b, err);
+    if (rc) return rc;
+    rc = ensure(w, m, b, keep ? 1 : 0, err);
+    if (rc) return rc;
+    const gen_hparams *hp = &m->hp;
+    const int d = hp->hidden, K = hp->n_freq, F = 6 * K, T = hp->time_dim, V = hp->n_types - 1;
+    const int din = 2 * d + 6 + F, N = w->N, B = w->B;
+    const size_t E = w->E, nd = (size_t)N * d;
+
+    /* time embedding -> time MLP: u_b = W2 silu(W1 e(t_b) + b1) + b2 */
+    for (int c = 0; c < B; c++) {
+        int half = T / 2;
+        for (int k = 0; k < half; k++) {
+            double om = exp(-log(10000.0) * k / half);
+            double a = 1000.0 * (double)b->t[c] * om;
+            w->temb[(size_t)c * T + k] = (float)sin(a);
+            w->temb[(size_t)c * T + half + k] = (float)cos(a);
+        }
+    }
+    pref tw0 = tensor_at(m, T_TIME0_W), tb0 = tensor_at(m, T_TIME0_B);
+    pref tw2 = tensor_at(m, T_TIME2_W), tb2 = tensor_at(m, T_TIME2_B);
+    mm_fwd(w->t1, d, w->temb, T, tw0.p, T, B, T, d, 0.0f);
+    add_bias(w->t1, tb0.p, (size_t)B, d);
+    silu_fwd(w->ta, w->t1, (size_t)B * d);
+    mm_fwd(w->u, d, w->ta, d, tw2.p, d, B, d, d, 0.0f);
+    add_bias(w->u, tb2.p, (size_t)B, d);
+
+    /* h0_i = embed(type_i) + u_b(i) */
+    const float *emb = tensor_at(m, T_EMBED).p;
+    for (int i = 0; i < N; i++) {
+        const float *e = emb + (size_t)b->types[i] * d, *uu = w->u + (size_t)w->node_b[i] * d;
+        float *h0 = w->h + (size_t)i * d;
+        for (int k = 0; k < d; k++) h0[k] = e[k] + uu[k];
+    }
+
+    /* lattice features g_b = (G00, G11, G22, G01, G02, G12), G = L L^T */
+    for (int c = 0; c < B; c++) {
+        const float *Lc = b->lattice + 9 * c;
+        double G[3][3];
+        for (int r = 0; r < 3; r++)
+            for (int s = 0; s < 3; s++)
+                G[r][s] = (double)Lc[3 * r] * Lc[3 * s] + (double)Lc[3 * r + 1] * Lc[3 * s + 1] +
+                          (double)Lc[3 * r + 2] * Lc[3 * s + 2];
+        float *gc = w->g + 6 * c;
+        gc[0] = (float)G[0][0];
+        gc[1] = (float)G[1][1];
+        gc[2] = (float)G[2][2];
+        gc[3] = (float)G[0][1];
+        gc[4] = (float)G[0][2];
+        gc[5] = (float)G[1][2];
+    }
+
+    /* per-node tables: tab[i][c*2K + k] = sin(2 pi (k+1) f_ic), [c*2K + K + k] = cos(...) */
+    for (int i = 0; i < N; i++) {
+        float *ti = w->tab + (size_t)i * F;
+        for (int c = 0; c < 3; c++) {
+            double f = (double)b->frac[3 * i + c];
+            f -= floor(f); /* periodic: keeps the angles small */
+            for (int k = 0; k < K; k++) {
+                double a = TWO_PI * (k + 1) * f;
+                ti[c * 2 * K + k] = (float)sin(a);
+                ti[c * 2 * K + K + k] = (float)cos(a);
+            }
+        }
+    }
+    /* phi_ij = fourier(f_j - f_i) by angle addition: no trig per edge */
+    for (int c = 0; c < B; c++) {
+        int o = b->offsets[c], n = b->offsets[c + 1] - o;
+        for (int li = 0; li < n; li++) {
+            const float *ti = w->tab + (size_t)(o + li) * F;
+            for (int lj = 0; lj < n; lj++) {
+                const float *tj = w->tab + (size_t)(o + lj) * F;
+                float *ph = w->phi + (w->eoff[c] + (size_t)li * n + lj) * F;
+                for (int a = 0; a < 3; a++) {
+                    const float *si = ti + 2 * K * a, *ci = si + K, *sj = tj + 2 * K * a,
+                                *cj = sj + K;
+                    float *ps = ph + 2 * K * a, *pc = ps + K;
+                    for (int k = 0; k < K; k++) {
+                        ps[k] = sj[k] * ci[k] - cj[k] * si[k];
+                        pc[k] = cj[k] * ci[k] + sj[k] * si[k];
+                    }
+                }
+            }
+        }
+    }
+
+    for (int l = 0; l < hp->layers; l++) {
+        const float *hl = w->h + (size_t)l * nd;
+        float *hn = w->h + (size_t)(l + 1) * nd;
+        float *x = w->x + (size_t)l * nd;
+        float *z1 = w->z1 + (keep ? (size_t)l * E * d : 0);
+        float *z2 = w->z2 + (keep ? (size_t)l * E * d : 0);
+        float *mm = w->msg + (size_t)l * nd, *nz = w->nz + (size_t)l * nd;
+        pref lnw = layer_t(m, l, L_LN_W), lnb = layer_t(m, l, L_LN_B);
+        pref W1 = layer_t(m, l, L_E0_W), b1 = layer_t(m, l, L_E0_B);
+        pref W2 = layer_t(m, l, L_E2_W), b2 = layer_t(m, l, L_E2_B);
+        pref Wn0 = layer_t(m, l, L_N0_W), bn0 = layer_t(m, l, L_N0_B);
+        pref Wn2 = layer_t(m, l, L_N2_W), bn2 = layer_t(m, l, L_N2_B);
+
+        ln_fwd(x, w->lnm + (size_t)l * N, w->lnr + (size_t)l * N, hl, lnw.p, lnb.p, N, d);
+        /* node and crystal parts of the first edge layer */
+        mm_fwd(w->Gc, d, w->g, 6, W1.p + 2 * d, din, B, 6, d, 0.0f);
+        mm_fwd(w->P, d, x, d, W1.p, din, N, d, d, 0.0f);
+        mm_fwd(w->Q, d, x, d, W1.p + d, din, N, d, d, 0.0f);
+        for (int i = 0; i < N; i++) {
+            float *p = w->P + (size_t)i * d;
+            const float *gc = w->Gc + (size_t)w->node_b[i] * d;
+            for (int k = 0; k < d; k++) p[k] += gc[k] + b1.p[k];
+        }
+        /* per edge: z1_ij = W_phi phi_ij + P_i + Q_j */
+        mm_fwd(z1, d, w->phi, F, W1.p + 2 * d + 6, din, (int)E, F, d, 0.0f);
+        for (int c = 0; c < B; c++) {
+            int o = b->offsets[c], n = b->offsets[c + 1] - o;
+            for (int li = 0; li < n; li++) {
+                const float *p = w->P + (size_t)(o + li) * d;
+                for (int lj = 0; lj < n; lj++) {
+                    const float *q = w->Q + (size_t)(o + lj) * d;
+                    float *z = z1 + (w->eoff[c] + (size_t)li * n + lj) * d;
+                    for (int k = 0; k < d; k++) z[k] += p[k] + q[k];
+                }
+            }
+        }
+        silu_fwd(w->eA, z1, E * d);
+        mm_fwd(z2, d, w->eA, d, W2.p, d, (int)E, d, d, 0.0f);
+        add_bias(z2, b2.p, E, d);
+        /* m_i = mean_j silu(z2_ij) */
+        for (int c = 0; c < B; c++) {
+            int o = b->offsets[c], n = b->offsets[c + 1] - o;
+            float inv = 1.0f / (float)n;
+            for (int li = 0; li < n; li++) {
+                float *mi = mm + (size_t)(o + li) * d;
+                for (int k = 0; k < d; k++) mi[k] = 0.0f;
+                for (int lj = 0; lj < n; lj++) {
+                    const float *z = z2 + (w->eoff[c] + (size_t)li * n + lj) * d;
+                    for (int k = 0; k < d; k++) mi[k] += silu(z[k]);
+                }
+                for (int k = 0; k < d; k++) mi[k] *= inv;
+            }
+        }
+        /* node update: h_{l+1} = h_l + Wn2 silu(Wn0 [x, m] + bn0) + bn2 */
+        mm_fwd(nz, d, x, d, Wn0.p, 2 * d, N, d, d, 0.0f);
+        mm_fwd(nz, d, mm, d, Wn0.p + d, 2 * d, N, d, d, 1.0f);
+        add_bias(nz, bn0.p, (size_t)N, d);
+        silu_fwd(w->na, nz, nd);
+        memcpy(hn, hl, nd * sizeof(float));
+        mm_fwd(hn, d, w->na, d, Wn2.p, d, N, d, d, 1.0f);
+        add_bias(hn, bn2.p, (size_t)N, d);
+    }
+
+    /* heads */
+    const float *hL = w->h + (size_t)hp->layers * nd;
+    pref fw = head_t(m, H_LN_W), fb = head_t(m, H_LN_B), Wc = head_t(m, H_COORD);
+    pref Wl = head_t(m, H_LATTICE), Wa = head_t(m, H_TYPE_W), ba = head_t(m, H_TYPE_B);
+    ln_fwd(w->hf, w->fm, w->fr, hL, fw.p, fb.p, N, d);
+    mm_fwd(w->coord, 3, w->hf, d, Wc.p, d, N, d, 3, 0.0f);
+    mm_fwd(w->logits, V, w->hf, d, Wa.p, d, N, d, V, 0.0f);
+    add_bias(w->logits, ba.p, (size_t)N, V);
+    for (int c = 0; c < B; c++) {
+        int o = b->offsets[c], n = b->offsets[c + 1] - o;
+        float *pc = w->pool + (size_t)c * d;
+        for (int k = 0; k < d; k++) pc[k] = 0.0f;
+        for (int i = o; i < o + n; i++)
+            for (int k = 0; k < d; k++) pc[k] += w->hf[(size_t)i * d + k];
+        for (int k = 0; k < d; k++) pc[k] /= (float)n;
+    }
+    mm_fwd(w->Mh, 9, w->pool, d, Wl.p, d, B, d, 9, 0.0f);
+    for (int c = 0; c < B; c++) {
+        const float *M = w->Mh + 9 * c, *Lc = b->lattice + 9 * c;
+        float *o = w->lat + 9 * c;
+        for (int r = 0; r < 3; r++)
+            for (int s = 0; s < 3; s++)
+                o[3 * r + s] =
+                    M[3 * r] * Lc[s] + M[3 * r + 1] * Lc[3 + s] + M[3 * r + 2] * Lc[6 + s];
+    }
+    if (out) {
+        out->coord = w->coord;
+        out->lattice = w->lat;
+        out->logits = w->logits;
+    }
+    return XTAL_OK;
+}
+
+/* ------------------------------------------------------------------- loss */
+
+int gen_loss(const gen_model *m, gen_workspace *w, const gen_batch *b, const gen_targets *tg,
+             double *loss, xtal_err *err)
+{
+    if (w->N != b->n_atoms || w->B != b->n_crystals || w->E == 0)
+        return xtal_err_set(err, XTAL_EINVALID, "gen_loss: no forward pass of this batch");
+    const int N = w->N, B = w->B, V = m->hp.n_types - 1;
+    double lc = 0, ll = 0, la = 0;
+    double sc = 2.0 * tg->w_coord / (3.0 * N), sl = 2.0 * tg->w_lattice / (9.0 * B);
+    for (int k = 0; k < 3 * N; k++) {
+        double r = (double)w->coord[k] - tg->coord[k];
+        lc += r * r;
+        w->dcoord[k] = (float)(sc * r);
+    }
+    for (int k = 0; k < 9 * B; k++) {
+        double r = (double)w->lat[k] - tg->lattice[k];
+        ll += r * r;
+        w->dlat[k] = (float)(sl * r);
+    }
+    int nmask = 0;
+    for (int i = 0; i < N; i++) nmask += b->types[i] == GEN_MASK_TYPE;
+    memset(w->dlogits, 0, (size_t)N * V * sizeof(float));
+    for (int i = 0; i < N && nmask > 0; i++) {
+        if (b->types[i] != GEN_MASK_TYPE) continue;
+        int z = tg->types[i];
+        if (z < 1 || z > V)
+            return xtal_err_set(err, XTAL_EINVALID,
+                                "gen_loss: atom %d: target type %d outside 1..%d", i, z, V);
+        const float *lg = w->logits + (size_t)i * V;
+        float *dl = w->dlogits + (size_t)i * V;
+        double mx = lg[0];
+        for (int k = 1; k < V; k++)
+            if (lg[k] > mx) mx = lg[k];
+        double s = 0;
+        for (int k = 0; k < V; k++) s += exp((double)lg[k] - mx);
+        double lse = mx + log(s);
+        la += lse - lg[z - 1];
+        double sa = tg->w_type / nmask;
+        for (int k = 0; k < V; k++) dl[k] = (float)(sa * exp((double)lg[k] - lse));
+        dl[z - 1] -= (float)sa;
+    }
+    double total = tg->w_coord * lc / (3.0 * N) + tg->w_lattice * ll / (9.0 * B);
+    if (nmask > 0) total += tg->w_type * la / nmask;
+    *loss = total;
+    w->have_loss = 1;
+    return XTAL_OK;
+}
+
+/* --------------------------------------------------------------- backward */
+
+int gen_backward(gen_model *m, gen_workspace *w, const gen_batch *b, xtal_err *err)
+{
+    if (!w->have_loss || !w->keep || w->N != b->n_atoms || w->B != b->n_crystals)
+        return xtal_err_set(err, XTAL_EINVALID,
+                            "gen_backward: needs gen_forward (keeping activations) and gen_loss "
+                            "of this batch first");
+    const gen_hparams *hp = &m->hp;
+    const int d = hp->hidden, K = hp->n_freq, F = 6 * K, T = hp->time_dim, V = hp->n_types - 1;
+    const int din = 2 * d + 6 + F, N = w->N, B = w->B;
+    const size_t E = w->E, nd = (size_t)N * d;
+
+    /* heads */
+    pref fw = head_t(m, H_LN_W), fb = head_t(m, H_LN_B), Wc = head_t(m, H_COORD);
+    pref Wl = head_t(m, H_LATTICE), Wa = head_t(m, H_TYPE_W), ba = head_t(m, H_TYPE_B);
+    mm_bwd_w(Wc.g, d, w->dcoord, 3, w->hf, d, N, d, 3);
+    mm_bwd_x(w->dhf, d, w->dcoord, 3, Wc.p, d, N, d, 3, 0.0f);
+    mm_bwd_w(Wa.g, d, w->dlogits, V, w->hf, d, N, d, V);
+    bias_grad(ba.g, w->dlogits, (size_t)N, V);
+    mm_bwd_x(w->dhf, d, w->dlogits, V, Wa.p, d, N, d, V, 1.0f);
+    for (int c = 0; c < B; c++) { /* lat = M L  ->  dM = dlat L^T */
+        const float *dl = w->dlat + 9 * c, *Lc = b->lattice + 9 * c;
+        float *dM = w->dM + 9 * c;
+        for (int r = 0; r < 3; r++)
+            for (int k = 0; k < 3; k++)
+                dM[3 * r + k] = dl[3 * r] * Lc[3 * k] + dl[3 * r + 1] * Lc[3 * k + 1] +
+                                dl[3 * r + 2] * Lc[3 * k + 2];
+    }
+    mm_bwd_w(Wl.g, d, w->dM, 9, w->pool, d, B, d, 9);
+    mm_bwd_x(w->dp, d, w->dM, 9, Wl.p, d, B, d, 9, 0.0f);
+    for (int c = 0; c < B; c++) {
+        int o = b->offsets[c], n = b->offsets[c + 1] - o;
+        const float *dpc = w->dp + (size_t)c * d;
+        for (int i = o; i < o + n; i++)
+            for (int k = 0; k < d; k++) w->dhf[(size_t)i * d + k] += dpc[k] / (float)n;
+    }
+    memset(w->dh, 0, nd * sizeof(float));
+    ln_bwd(w->dh, fw.g, fb.g, w->dhf, w->h + (size_t)hp->layers * nd, w->fm, w->fr, fw.p, N, d);
+
+    for (int l = hp->layers - 1; l >= 0; l--) {
+        const float *hl = w->h + (size_t)l * nd, *x = w->x + (size_t)l * nd;
+        const float *z1 = w->z1 + (size_t)l * E * d, *z2 = w->z2 + (size_t)l * E * d;
+        const float *mm = w->msg + (size_t)l * nd, *nz = w->nz + (size_t)l * nd;
+        pref lnw = layer_t(m, l, L_LN_W), lnb = layer_t(m, l, L_LN_B);
+        pref W1 = layer_t(m, l, L_E0_W), b1 = layer_t(m, l, L_E0_B);
+        pref W2 = layer_t(m, l, L_E2_W), b2 = layer_t(m, l, L_E2_B);
+        pref Wn0 = layer_t(m, l, L_N0_W), bn0 = layer_t(m, l, L_N0_B);
+        pref Wn2 = layer_t(m, l, L_N2_W), bn2 = layer_t(m, l, L_N2_B);
+
+        /* node MLP (dh = dL/dh_{l+1} flows through the residual unchanged) */
+        silu_fwd(w->na, nz, nd);
+        bias_grad(bn2.g, w->dh, (size_t)N, d);
+        mm_bwd_w(Wn2.g, d, w->dh, d, w->na, d, N, d, d);
+        mm_bwd_x(w->dnz, d, w->dh, d, Wn2.p, d, N, d, d, 0.0f);
+        silu_bwd(w->dnz, nz, nd);
+        bias_grad(bn0.g, w->dnz, (size_t)N, d);
+        mm_bwd_w(Wn0.g, 2 * d, w->dnz, d, x, d, N, d, d);
+        mm_bwd_w(Wn0.g + d, 2 * d, w->dnz, d, mm, d, N, d, d);
+        mm_bwd_x(w->dx, d, w->dnz, d, Wn0.p, 2 * d, N, d, d, 0.0f);
+        mm_bwd_x(w->dm, d, w->dnz, d, Wn0.p + d, 2 * d, N, d, d, 0.0f);
+
+        /* mean over j and second edge layer: dz2_ij = dm_i / n * silu'(z2_ij) */
+        for (int c = 0; c < B; c++) {
+            int o = b->offsets[c], n = b->offsets[c + 1] - o;
+            float inv = 1.0f / (float)n;
+            for (int li = 0; li < n; li++) {
+                const float *dmi = w->dm + (size_t)(o + li) * d;
+                for (int lj = 0; lj < n; lj++) {
+                    size_t e = (w->eoff[c] + (size_t)li * n + lj) * d;
+                    for (int k = 0; k < d; k++) w->eB[e + k] = dmi[k] * inv * silu_grad(z2[e + k]);
+                }
+            }
+        }
+        bias_grad(b2.g, w->eB, E, d);
+        silu_fwd(w->eA, z1, E * d);
+        mm_bwd_w(W2.g, d, w->eB, d, w->eA, d, (int)E, d, d);
+        mm_bwd_x(w->eA, d, w->eB, d, W2.p, d, (int)E, d, d, 0.0f);
+        silu_bwd(w->eA, z1, E * d); /* eA = dz1 */
+
+        /* first edge layer: per-edge phi part, per-node and per-crystal parts */
+        mm_bwd_w(W1.g + 2 * d + 6, din, w->eA, d, w->phi, F, (int)E, F, d);
+        memset(w->dP, 0, nd * sizeof(float));
+        memset(w->dQ, 0, nd * sizeof(float));
+        for (int c = 0; c < B; c++) {
+            int o = b->offsets[c], n = b->offsets[c + 1] - o;
+            for (int li = 0; li < n; li++) {
+                float *dp = w->dP + (size_t)(o + li) * d;
+                for (int lj = 0; lj < n; lj++) {
+                    float *dq = w->dQ + (size_t)(o + lj) * d;
+                    const float *dz = w->eA + (w->eoff[c] + (size_t)li * n + lj) * d;
+                    for (int k = 0; k < d; k++) {
+                        dp[k] += dz[k];
+                        dq[k] += dz[k];
+                    }
+                }
+            }
+        }
+        bias_grad(b1.g, w->dP, (size_t)N, d);
+        mm_bwd_w(W1.g, din, w->dP, d, x, d, N, d, d);
+        mm_bwd_w(W1.g + d, din, w->dQ, d, x, d, N, d, d);
+        mm_bwd_x(w->dx, d, w->dP, d, W1.p, din, N, d, d, 1.0f);
+        mm_bwd_x(w->dx, d, w->dQ, d, W1.p + d, din, N, d, d, 1.0f);
+        memset(w->dGc, 0, (size_t)B * d * sizeof(float));
+        for (int i = 0; i < N; i++) {
+            float *dg = w->dGc + (size_t)w->node_b[i] * d;
+            const float *dp = w->dP + (size_t)i * d;
+            for (int k = 0; k < d; k++) dg[k] += dp[k];
+        }
+        mm_bwd_w(W1.g + 2 * d, din, w->dGc, d, w->g, 6, B, 6, d);
+
+        /* pre-norm: dh_l = dh_{l+1} + LN'(dx) */
+        ln_bwd(w->dh, lnw.g, lnb.g, w->dx, hl, w->lnm + (size_t)l * N, w->lnr + (size_t)l * N,
+               lnw.p, N, d);
+    }
+
+    /* h0 = embed(type) + u(t) */
+    float *demb = tensor_at(m, T_EMBED).g;
+    memset(w->du, 0, (size_t)B * d * sizeof(float));
+    for (int i = 0; i < N; i++) {
+        const float *dh = w->dh + (size_t)i * d;
+        float *de = demb + (size_t)b->types[i] * d, *du = w->du + (size_t)w->node_b[i] * d;
+        for (int k = 0; k < d; k++) {
+            de[k] += dh[k];
+            du[k] += dh[k];
+        }
+    }
+    pref tw0 = tensor_at(m, T_TIME0_W), tb0 = tensor_at(m, T_TIME0_B);
+    pref tw2 = tensor_at(m, T_TIME2_W), tb2 = tensor_at(m, T_TIME2_B);
+    bias_grad(tb2.g, w->du, (size_t)B, d);
+    mm_bwd_w(tw2.g, d, w->du, d, w->ta, d, B, d, d);
+    mm_bwd_x(w->dt1, d, w->du, d, tw2.p, d, B, d, d, 0.0f);
+    silu_bwd(w->dt1, w->t1, (size_t)B * d);
+    bias_grad(tb0.g, w->dt1, (size_t)B, d);
+    mm_bwd_w(tw0.g, T, w->dt1, d, w->temb, T, B, T, d);
+    (void)K;
+    return XTAL_OK;
+}
