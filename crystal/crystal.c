@@ -21,15 +21,24 @@ int xtal_err_set(xtal_err *err, int code, const char *fmt, ...)
 const char *xtal_status_name(int code)
 {
     switch (code) {
-    case XTAL_OK: return "ok";
-    case XTAL_EIO: return "I/O error";
-    case XTAL_EPARSE: return "parse error";
-    case XTAL_EINVALID: return "invalid structure";
-    case XTAL_EUNSUPPORTED: return "unsupported";
-    case XTAL_ENOMEM: return "out of memory";
-    case XTAL_ELIMIT: return "limit exceeded";
-    case XTAL_EOF: return "end of file";
-    default: return "unknown error";
+    case XTAL_OK:
+        return "ok";
+    case XTAL_EIO:
+        return "I/O error";
+    case XTAL_EPARSE:
+        return "parse error";
+    case XTAL_EINVALID:
+        return "invalid structure";
+    case XTAL_EUNSUPPORTED:
+        return "unsupported";
+    case XTAL_ENOMEM:
+        return "out of memory";
+    case XTAL_ELIMIT:
+        return "limit exceeded";
+    case XTAL_EOF:
+        return "end of file";
+    default:
+        return "unknown error";
     }
 }
 
@@ -37,8 +46,7 @@ int xtal_crystal_init(xtal_crystal *c, int natoms, xtal_err *err)
 {
     memset(c, 0, sizeof *c);
     if (natoms < 0 || natoms > XTAL_MAX_ATOMS)
-        return xtal_err_set(err, XTAL_ELIMIT, "%d atoms is outside 0..%d", natoms,
-                            XTAL_MAX_ATOMS);
+        return xtal_err_set(err, XTAL_ELIMIT, "%d atoms is outside 0..%d", natoms, XTAL_MAX_ATOMS);
     /* calloc(0) may return NULL legitimately; allocate at least one slot. */
     size_t n = natoms > 0 ? (size_t)natoms : 1;
     c->Z = calloc(n, sizeof *c->Z);

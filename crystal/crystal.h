@@ -45,7 +45,7 @@ const char *xtal_status_name(int code);
 /* --------------------------------------------------------------- crystal */
 
 typedef struct {
-    char id[96];          /* material id, or file name (+ block) it came from */
+    char id[96]; /* material id, or file name (+ block) it came from */
     int natoms;
     int *Z;               /* [natoms] atomic numbers, 1..XTAL_NUM_ELEMENTS */
     double *frac;         /* [natoms*3] fractional coordinates */
@@ -71,20 +71,20 @@ void xtal_list_free(xtal_list *l);
 
 /* ------------------------------------------------------- element table */
 
-#define XTAL_NUM_ELEMENTS 103
+#define XTAL_NUM_ELEMENTS  103
 #define XTAL_MAX_OX_STATES 12
 
 typedef struct {
     int Z;
     const char *symbol;
-    double mass_amu;         /* standard atomic weight, amu */
-    double covalent_radius;  /* Angstrom (Cordero et al. 2008); NaN where unknown */
+    double mass_amu;          /* standard atomic weight, amu */
+    double covalent_radius;   /* Angstrom (Cordero et al. 2008); NaN where unknown */
     double electronegativity; /* Pauling; NaN where unknown */
-    int n_oxidation_states;  /* SMACT v2.6 default set; 0 for noble gases */
+    int n_oxidation_states;   /* SMACT v2.6 default set; 0 for noble gases */
     int oxidation_states[XTAL_MAX_OX_STATES];
-    int is_metal;            /* SMACT v2.6 smact.metals (the alloy rule) */
-    double uff_x1;           /* UFF vdW distance = LJ r_min, Angstrom */
-    double uff_D1;           /* UFF well depth, eV */
+    int is_metal;  /* SMACT v2.6 smact.metals (the alloy rule) */
+    double uff_x1; /* UFF vdW distance = LJ r_min, Angstrom */
+    double uff_D1; /* UFF well depth, eV */
 } xtal_element;
 
 /* Element by atomic number; NULL outside 1..XTAL_NUM_ELEMENTS. */
@@ -99,8 +99,8 @@ int xtal_element_from_symbol(const char *symbol);
 void xtal_lattice_to_params(const double lattice[3][3], double abc[3], double angles_deg[3]);
 /* Lattice from parameters, in pymatgen's convention (Lattice.from_parameters, vesta=False):
  * c along z, a in the xz plane. Fails when the angles do not close a cell. */
-int xtal_lattice_from_params(const double abc[3], const double angles_deg[3],
-                             double lattice[3][3], xtal_err *err);
+int xtal_lattice_from_params(const double abc[3], const double angles_deg[3], double lattice[3][3],
+                             xtal_err *err);
 /* Signed volume (Angstrom^3): det(lattice). */
 double xtal_lattice_volume(const double lattice[3][3]);
 /* Inverse of the lattice; returns 0 on success, -1 if singular. */
@@ -113,7 +113,7 @@ void xtal_cart_to_frac(const double inverse[3][3], const double cart[3], double 
 /* Wraps every fractional coordinate into [0, 1). */
 void xtal_wrap(xtal_crystal *c);
 
-double xtal_volume(const xtal_crystal *c);  /* Angstrom^3, absolute */
+double xtal_volume(const xtal_crystal *c); /* Angstrom^3, absolute */
 double xtal_mass_amu(const xtal_crystal *c);
 double xtal_density(const xtal_crystal *c); /* g/cm^3 */
 
@@ -203,10 +203,10 @@ int xtal_dataset_prop_index(const xtal_dataset *ds, const char *name);
 typedef struct xtal_csv_reader xtal_csv_reader;
 
 typedef struct {
-    long row;        /* 0-based data row index in the file */
-    long line;       /* 1-based line where the row starts */
+    long row;  /* 0-based data row index in the file */
+    long line; /* 1-based line where the row starts */
     int nfields;
-    char **fields;   /* [nfields], NUL-terminated, owned by the chunk */
+    char **fields; /* [nfields], NUL-terminated, owned by the chunk */
 } xtal_csv_row;
 
 typedef struct {

@@ -21,6 +21,8 @@
 
 #include <math.h>
 
+/* One generated row per element. */
+/* clang-format off */
 /* Z, symbol, mass (amu), r_cov (A), Pauling X, #ox, {ox}, metal, UFF x1 (A), UFF D1 (eV) */
 const xtal_element xtal_elements_table[XTAL_NUM_ELEMENTS] = {
     {1, "H", 1.00794, 0.31, 2.2, 2, {-1, 1}, 0, 2.886, 0.0019080204},
@@ -127,3 +129,4 @@ const xtal_element xtal_elements_table[XTAL_NUM_ELEMENTS] = {
     {102, "No", 259.0, NAN, 1.3, 2, {2, 3}, 1, 3.248, 0.0004770051},
     {103, "Lr", 262.0, NAN, NAN, 1, {3}, 0, 3.236, 0.0004770051},
 };
+/* clang-format on */

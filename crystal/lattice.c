@@ -9,12 +9,19 @@
 #include <string.h>
 
 #define DEG (M_PI / 180.0)
-/* amu -> g (CODATA 2018, as scipy/pymatgen use) over A^3 -> cm^3 (1e-24): g/cm^3 = this * amu/A^3 */
+/* amu -> g (CODATA 2018, as scipy/pymatgen use) over A^3 -> cm^3 (1e-24): g/cm^3 = this * amu/A^3
+ */
 #define AMU_PER_A3_TO_G_PER_CM3 1.66053906660
 
-static double dot3(const double *u, const double *v) { return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]; }
+static double dot3(const double *u, const double *v)
+{
+    return u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
+}
 
-static double clamp1(double x) { return x > 1.0 ? 1.0 : (x < -1.0 ? -1.0 : x); }
+static double clamp1(double x)
+{
+    return x > 1.0 ? 1.0 : (x < -1.0 ? -1.0 : x);
+}
 
 void xtal_lattice_to_params(const double L[3][3], double abc[3], double angles_deg[3])
 {
@@ -42,8 +49,8 @@ int xtal_lattice_from_params(const double abc[3], const double ang[3], double L[
     double metric_det = 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg;
     if (!(metric_det > 1e-12))
         return xtal_err_set(err, XTAL_EINVALID,
-                            "cell angles %g %g %g degrees do not form a cell (zero volume)",
-                            ang[0], ang[1], ang[2]);
+                            "cell angles %g %g %g degrees do not form a cell (zero volume)", ang[0],
+                            ang[1], ang[2]);
     /* pymatgen's Lattice.from_parameters (vesta=False): c along z, a in the xz plane. */
     double gamma_star = acos(clamp1((ca * cb - cg) / (sa * sb)));
     double a = abc[0], b = abc[1], c = abc[2];
@@ -106,7 +113,10 @@ void xtal_wrap(xtal_crystal *c)
     for (int i = 0; i < 3 * c->natoms; i++) c->frac[i] = wrap01(c->frac[i]);
 }
 
-double xtal_volume(const xtal_crystal *c) { return fabs(xtal_lattice_volume(c->lattice)); }
+double xtal_volume(const xtal_crystal *c)
+{
+    return fabs(xtal_lattice_volume(c->lattice));
+}
 
 double xtal_mass_amu(const xtal_crystal *c)
 {
@@ -138,7 +148,8 @@ typedef struct {
 static void mat3_mul(const double A[3][3], const double B[3][3], double C[3][3])
 {
     for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) C[i][j] = A[i][0] * B[0][j] + A[i][1] * B[1][j] + A[i][2] * B[2][j];
+        for (int j = 0; j < 3; j++)
+            C[i][j] = A[i][0] * B[0][j] + A[i][1] * B[1][j] + A[i][2] * B[2][j];
 }
 
 /* Integer unimodular M with M . L = reduced lattice, via spglib's Niggli reduction. Returns 0
@@ -292,9 +303,10 @@ void xtal_formula(const xtal_crystal *c, int reduced, char *buf, size_t bufsize)
     buf[0] = 0;
     for (int i = 0; i < n && used < bufsize; i++) {
         long k = count[order[i]] / g;
-        int w = k == 1 ? snprintf(buf + used, bufsize - used, "%s", xtal_element_by_Z(order[i])->symbol)
-                       : snprintf(buf + used, bufsize - used, "%s%ld",
-                                  xtal_element_by_Z(order[i])->symbol, k);
+        int w =
+            k == 1 ? snprintf(buf + used, bufsize - used, "%s", xtal_element_by_Z(order[i])->symbol)
+                   : snprintf(buf + used, bufsize - used, "%s%ld",
+                              xtal_element_by_Z(order[i])->symbol, k);
         if (w < 0) break;
         used += (size_t)w;
     }

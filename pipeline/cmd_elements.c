@@ -46,9 +46,12 @@ int pipe_cmd_elements(int argc, char **argv)
     int json = 0, opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (opt == 'j') json = 1;
-        else if (opt == 'h') return fputs(elements_help, stdout), PIPE_EXIT_OK;
-        else return fputs(elements_help, stderr), PIPE_EXIT_USAGE;
+        if (opt == 'j')
+            json = 1;
+        else if (opt == 'h')
+            return fputs(elements_help, stdout), PIPE_EXIT_OK;
+        else
+            return fputs(elements_help, stderr), PIPE_EXIT_USAGE;
     }
     void (*print)(const xtal_element *) = json ? print_json : print_text;
     if (!json)

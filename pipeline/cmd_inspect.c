@@ -176,8 +176,8 @@ static int inspect_file(const char *path, const inspect_opts *o)
         print_summary(path, &list, seconds, o->json);
     } else {
         if (!o->json)
-            printf("%-24s %-16s %4s %9s %9s %9s %8s %8s %8s %11s %8s\n", "# id", "formula",
-                   "nat", "a", "b", "c", "alpha", "beta", "gamma", "volume", "density");
+            printf("%-24s %-16s %4s %9s %9s %9s %8s %8s %8s %11s %8s\n", "# id", "formula", "nat",
+                   "a", "b", "c", "alpha", "beta", "gamma", "volume", "density");
         for (int i = 0; i < list.n; i++)
             o->json ? print_json(&list.items[i], o->sites) : print_text(&list.items[i]);
     }
@@ -187,23 +187,33 @@ static int inspect_file(const char *path, const inspect_opts *o)
 
 int pipe_cmd_inspect(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"json", no_argument, 0, 'j'},
-                                              {"sites", no_argument, 0, 's'},
-                                              {"summary", no_argument, 0, 'S'},
-                                              {"cache", no_argument, 0, 'c'},
-                                              {"help", no_argument, 0, 'h'},
-                                              {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"json", no_argument, 0, 'j'},    {"sites", no_argument, 0, 's'},
+        {"summary", no_argument, 0, 'S'}, {"cache", no_argument, 0, 'c'},
+        {"help", no_argument, 0, 'h'},    {0, 0, 0, 0}};
     inspect_opts o = {0};
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'j': o.json = 1; break;
-        case 's': o.sites = 1; break;
-        case 'S': o.summary = 1; break;
-        case 'c': o.cache = 1; break;
-        case 'h': fputs(inspect_help, stdout); return PIPE_EXIT_OK;
-        default: fputs(inspect_help, stderr); return PIPE_EXIT_USAGE;
+        case 'j':
+            o.json = 1;
+            break;
+        case 's':
+            o.sites = 1;
+            break;
+        case 'S':
+            o.summary = 1;
+            break;
+        case 'c':
+            o.cache = 1;
+            break;
+        case 'h':
+            fputs(inspect_help, stdout);
+            return PIPE_EXIT_OK;
+        default:
+            fputs(inspect_help, stderr);
+            return PIPE_EXIT_USAGE;
         }
     }
     if (optind >= argc) {

@@ -86,7 +86,10 @@ static double brute_distance(const xtal_crystal *c, int i, int j, int shell)
     return best;
 }
 
-static double urand(unsigned *seed) { return rand_r(seed) / (double)RAND_MAX; }
+static double urand(unsigned *seed)
+{
+    return rand_r(seed) / (double)RAND_MAX;
+}
 
 static void test_min_image_skewed_cells(void **state)
 {
@@ -96,9 +99,10 @@ static void test_min_image_skewed_cells(void **state)
         xtal_crystal c;
         assert_int_equal(xtal_crystal_init(&c, 4, NULL), XTAL_OK);
         /* Strongly skewed, unreduced bases: a short a, then b and c leaning far over it. */
-        double L[3][3] = {{2.0 + urand(&seed), 0, 0},
-                          {(urand(&seed) - 0.5) * 12, 2.0 + 2 * urand(&seed), 0},
-                          {(urand(&seed) - 0.5) * 14, (urand(&seed) - 0.5) * 10, 2.5 + urand(&seed)}};
+        double L[3][3] = {
+            {2.0 + urand(&seed), 0, 0},
+            {(urand(&seed) - 0.5) * 12, 2.0 + 2 * urand(&seed), 0},
+            {(urand(&seed) - 0.5) * 14, (urand(&seed) - 0.5) * 10, 2.5 + urand(&seed)}};
         memcpy(c.lattice, L, sizeof L);
         for (int a = 0; a < 4; a++) {
             c.Z[a] = 1 + a;
@@ -144,8 +148,10 @@ static void test_niggli_keeps_structure(void **state)
     assert_true(abc[0] <= abc[1] + 1e-9 && abc[1] <= abc[2] + 1e-9);
     for (int i = 0; i < 3; i++)
         for (int j = i; j < 3; j++) {
-            assert_true(fabs(xtal_min_image_distance(&r, i, j) - brute_distance(&c, i, j, 9)) < 1e-9);
-            for (int k = 0; k < 3; k++) assert_true(r.frac[3 * i + k] >= 0 && r.frac[3 * i + k] < 1);
+            assert_true(fabs(xtal_min_image_distance(&r, i, j) - brute_distance(&c, i, j, 9)) <
+                        1e-9);
+            for (int k = 0; k < 3; k++)
+                assert_true(r.frac[3 * i + k] >= 0 && r.frac[3 * i + k] < 1);
         }
     xtal_crystal_free(&c);
     xtal_crystal_free(&r);
@@ -158,8 +164,8 @@ static void test_density_and_formula(void **state)
     assert_int_equal(xtal_crystal_init(&c, 8, NULL), XTAL_OK);
     double L[3][3] = {{5.64, 0, 0}, {0, 5.64, 0}, {0, 0, 5.64}};
     memcpy(c.lattice, L, sizeof L);
-    const double f[8][3] = {{0, 0, 0},  {0, .5, .5}, {.5, 0, .5}, {.5, .5, 0},
-                            {.5, .5, .5}, {.5, 0, 0}, {0, .5, 0},  {0, 0, .5}};
+    const double f[8][3] = {{0, 0, 0},    {0, .5, .5}, {.5, 0, .5}, {.5, .5, 0},
+                            {.5, .5, .5}, {.5, 0, 0},  {0, .5, 0},  {0, 0, .5}};
     for (int a = 0; a < 8; a++) {
         c.Z[a] = a < 4 ? 11 : 17;
         memcpy(&c.frac[3 * a], f[a], sizeof f[a]);
