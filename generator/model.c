@@ -33,10 +33,20 @@ int gen_hparams_check(const gen_hparams *hp, xtal_err *err)
 
 /* ------------------------------------------------------- parameter table */
 
+/* out = prefix + suffix. The prefixes are the short fixed names of build_table, far below
+ * GEN_NAME_MAX; the clamp only keeps the buffer safe. */
+static void join_name(char out[GEN_NAME_MAX], const char *prefix, const char *suffix)
+{
+    size_t ns = strlen(suffix), np = strlen(prefix);
+    if (np + ns >= GEN_NAME_MAX) np = GEN_NAME_MAX - 1 - ns;
+    memcpy(out, prefix, np);
+    memcpy(out + np, suffix, ns + 1);
+}
+
 static void add_tensor(gen_model *m, const char *name, int rows, int cols, int ndim)
 {
     gen_tensor *t = &m->tensors[m->n_tensors++];
-    snprintf(t->name, sizeof t->name, "%s", name);
+    join_name(t->name, name, "");
     t->ndim = ndim;
     t->shape[0] = rows;
     t->shape[1] = ndim == 2 ? cols : 1;
@@ -48,10 +58,10 @@ static void add_tensor(gen_model *m, const char *name, int rows, int cols, int n
 static void add_linear(gen_model *m, const char *prefix, int out, int in, int bias)
 {
     char name[GEN_NAME_MAX];
-    snprintf(name, sizeof name, "%s.weight", prefix);
+    join_name(name, prefix, ".weight");
     add_tensor(m, name, out, in, 2);
     if (bias) {
-        snprintf(name, sizeof name, "%s.bias", prefix);
+        join_name(name, prefix, ".bias");
         add_tensor(m, name, out, 1, 1);
     }
 }
@@ -59,9 +69,9 @@ static void add_linear(gen_model *m, const char *prefix, int out, int in, int bi
 static void add_ln(gen_model *m, const char *prefix, int d)
 {
     char name[GEN_NAME_MAX];
-    snprintf(name, sizeof name, "%s.weight", prefix);
+    join_name(name, prefix, ".weight");
     add_tensor(m, name, d, 1, 1);
-    snprintf(name, sizeof name, "%s.bias", prefix);
+    join_name(name, prefix, ".bias");
     add_tensor(m, name, d, 1, 1);
 }
 

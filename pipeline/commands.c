@@ -10,5 +10,6 @@ const pipe_command pipe_commands[] = {
     {"filter", "screening filters: distance, charge neutrality, symmetry (spglib)",
      pipe_cmd_filter},
     {"dedup", "unique and novel structures (StructureMatcher semantics)", pipe_cmd_dedup},
+    {"relax", "relax structures: cheap potential + FIRE on positions and cell", pipe_cmd_relax},
 };
 const int pipe_ncommands = (int)(sizeof pipe_commands / sizeof pipe_commands[0]);

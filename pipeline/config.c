@@ -41,6 +41,7 @@ static const cyaml_strval_t distance_rules[] = {
     {"benchmark", PIPE_DISTANCE_BENCHMARK},
 };
 static const cyaml_strval_t potentials[] = {
+    {"mp20", PIPE_POTENTIAL_MP20},
     {"uff-lj", PIPE_POTENTIAL_UFF_LJ},
 };
 
@@ -733,7 +734,7 @@ static void apply_defaults(const cfg_ctx *c, pipe_config *cfg)
     DEFAULT("filters.uniqueness", f->uniqueness, 1);
     pipe_relax_config *r = &cfg->relax;
     DEFAULT("relax.enabled", r->enabled, 1);
-    DEFAULT("relax.potential", r->potential, PIPE_POTENTIAL_UFF_LJ);
+    DEFAULT("relax.potential", r->potential, PIPE_POTENTIAL_MP20);
     DEFAULT("relax.fmax_eV_A", r->fmax_eV_A, 0.05);
     DEFAULT("relax.max_steps", r->max_steps, 500);
     DEFAULT("relax.fixed_cell", r->fixed_cell, 0);

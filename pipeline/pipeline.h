@@ -35,6 +35,7 @@ int pipe_cmd_config(int argc, char **argv);
 int pipe_cmd_elements(int argc, char **argv);
 int pipe_cmd_filter(int argc, char **argv);
 int pipe_cmd_dedup(int argc, char **argv);
+int pipe_cmd_relax(int argc, char **argv);
 
 /* `druse --version`: our version and the run-time versions of spglib, HDF5, OpenBLAS and
  * Open MPI. */
@@ -61,7 +62,8 @@ void pipe_json_double(FILE *out, double x);
 #define PIPE_CONFIG_MAX_SPECIES 16  /* distinct elements in sampling.composition */
 
 typedef enum { PIPE_DISTANCE_COVALENT = 0, PIPE_DISTANCE_BENCHMARK = 1 } pipe_distance_rule;
-typedef enum { PIPE_POTENTIAL_UFF_LJ = 0 } pipe_potential;
+/* relax.potential: the names rlx_potential_parse takes (docs/relax.md). */
+typedef enum { PIPE_POTENTIAL_MP20 = 0, PIPE_POTENTIAL_UFF_LJ = 1 } pipe_potential;
 
 /* campaign.shard: this job's part of a Slurm job array; takes batches b with
  * b % count == index. */
@@ -111,7 +113,7 @@ typedef struct {
 
 typedef struct {
     int enabled;              /* relax the survivors (default 1) */
-    pipe_potential potential; /* uff-lj (default) */
+    pipe_potential potential; /* mp20 (default) or uff-lj */
     double fmax_eV_A;         /* converged below this max force, eV/Angstrom, (0, 100] (0.05) */
     int max_steps;            /* FIRE steps, 0..100000 (default 500) */
     int fixed_cell;           /* relax positions only (default 0) */

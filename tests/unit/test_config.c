@@ -174,7 +174,7 @@ static void assert_defaults(const pipe_config *cfg)
     assert_null(f->novelty_reference);
     const pipe_relax_config *r = &cfg->relax;
     assert_int_equal(r->enabled, 1);
-    assert_int_equal(r->potential, PIPE_POTENTIAL_UFF_LJ);
+    assert_int_equal(r->potential, PIPE_POTENTIAL_MP20);
     assert_true(r->fmax_eV_A == 0.05 && r->max_stress_GPa == 0.1);
     assert_int_equal(r->max_steps, 500);
     assert_int_equal(r->fixed_cell, 0);
