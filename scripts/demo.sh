@@ -31,6 +31,8 @@ cifs=("$WORK"/cifs/*.cif)
 cp "${cifs[@]:0:40}" "$WORK/first40/"
 step "the full chain with spglib symmetry on the first 40 test structures, as CIF files" \
     bash -c "'$DRUSE' filter '$WORK/first40' | cut -f1-3,6-11 | sed -n 1,8p"
+step "cheap relaxation (MP-20-fitted pair potential + FIRE with a variable cell) of those 40" \
+    bash -c "'$DRUSE' relax '$WORK/first40' -o '$WORK/relaxed.xyz' | sed -n 1,6p"
 step "uniqueness and novelty of the test split against the 27,128 training structures" \
     bash -c "'$DRUSE' dedup --json --reference '$DATA/mp_20/train.csv.gz' '$MP20_TEST' | tail -1"
 step "a campaign config, validated with defaults filled in" \
