@@ -163,6 +163,275 @@ void gen_sha256_hex(const void *data, size_t len, char hex[65]);
 /* SHA-256 (hex) of the parameter block as stored in files (little-endian float32). */
 void gen_params_sha256(const gen_model *m, char hex[65]);
 
+/* ============================================================== training
+ * (generator/train.c; docs/generator.md, "Training")
+ *
+ * One optimizer step = every rank gets its micro-batches from a batch provider, accumulates
+ * weighted gradients, the ranks sum them with one MPI_Allreduce, then clipping, Adam and EMA
+ * run over the flat blocks (loops over floats, no per-tensor objects). Without MPI_Init, or
+ * with a communicator of size 1, no MPI call is made, so unit tests need no mpirun. */
+
+typedef struct {
+    float lr;           /* peak learning rate (after warm-up) */
+    float min_lr_ratio; /* the cosine decays to lr * min_lr_ratio at total_steps */
+    long warmup_steps;  /* linear warm-up: step s (0-based) < warmup uses lr (s+1)/warmup */
+    long total_steps;   /* end of the cosine decay; later steps keep the minimum */
+    float beta1, beta2, eps;
+    float weight_decay; /* decoupled (AdamW, applied to every float of the block); 0 = Adam */
+    float grad_clip;    /* global L2 norm of the averaged gradient is clipped to this; 0 = off */
+    float ema_decay;    /* EMA of the weights (0.999 typical); 0 = no EMA */
+    int micro_batches;  /* provider calls per rank per step (gradient accumulation), >= 1 */
+    uint64_t seed;      /* model initialization and the providers' counter-based randomness */
+} gen_train_config;
+
+/* lr 1e-3, min ratio 0.1, warm-up 100, total 10000, betas 0.9/0.999, eps 1e-8, no decay,
+ * clip 1.0, no EMA, 1 micro-batch, seed 42. */
+gen_train_config gen_train_config_default(void);
+int gen_train_config_check(const gen_train_config *c, xtal_err *err);
+/* Learning rate of step s (0-based: the s-th update): linear warm-up then cosine decay. */
+double gen_lr_at(const gen_train_config *c, long step);
+
+/* The three update kernels over flat float arrays of n elements (exposed for tests).
+ * Adam step t (1-based), bias-corrected, decoupled weight decay as in AdamW / llm.c:
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mh = m/(1-b1^t);  vh = v/(1-b2^t)
+ *   p -= lr (mh / (sqrt(vh) + eps) + wd p)                                              */
+void gen_adam_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                     float beta1, float beta2, float eps, float weight_decay, long t);
+/* Global-norm clipping: returns ||g|| (computed in double) before clipping; when it exceeds
+ * max_norm > 0 every element is scaled by max_norm / ||g||. */
+double gen_clip_grad_norm(float *grads, size_t n, float max_norm);
+/* ema = decay ema + (1 - decay) params. */
+void gen_ema_update(float *ema, const float *params, size_t n, float decay);
+
+/* The batch provider: fills batch and targets for micro-batch `micro` of optimizer step `step`
+ * (0-based) on `rank` of `n_ranks`, and *weight, the number of examples the loss of this batch
+ * averages over (usually batch->n_crystals). Arrays stay owned by the provider and must stay
+ * valid until its next call. Randomness should be counter-based on (seed, step, rank, micro) so
+ * that a resumed run sees the same batches. Returns XTAL_OK or an error (filled in err).
+ * Rank r's gradient enters the average with weight w_r / sum w: 2 ranks with half the crystals
+ * each equal 1 rank with all of them exactly when the loss is a mean of equal per-example terms
+ * (same atom count and masked count per crystal), otherwise up to the loss normalization. */
+typedef int (*gen_batch_fn)(void *ctx, long step, int rank, int n_ranks, int micro,
+                            gen_batch *batch, gen_targets *targets, double *weight, xtal_err *err);
+
+typedef struct gen_trainer gen_trainer;
+
+/* Per-step report (identical on every rank). */
+typedef struct {
+    long step;        /* steps done after this one */
+    double loss;      /* weighted mean loss over all ranks' micro-batches, before the update */
+    double grad_norm; /* global gradient norm before clipping */
+    double lr;        /* learning rate used */
+    double weight;    /* total examples (sum of the providers' weights) */
+} gen_step_info;
+
+/* Creates a trainer for model m (not owned; its params are updated in place; m->grads is
+ * scratch). mpi_comm: a pointer to an MPI_Comm, or NULL for MPI_COMM_WORLD; ignored when MPI is
+ * not initialized. Every rank must start from the same parameters (gen_model_create with
+ * cfg->seed gives that). Adam moments start at 0, the EMA at the current parameters. */
+int gen_trainer_create(gen_trainer **out, gen_model *m, const gen_train_config *cfg,
+                       const void *mpi_comm, xtal_err *err);
+void gen_trainer_free(gen_trainer *t);
+/* One optimizer step (collective over the communicator). */
+int gen_trainer_step(gen_trainer *t, gen_batch_fn provider, void *ctx, gen_step_info *info,
+                     xtal_err *err);
+long gen_trainer_steps_done(const gen_trainer *t);
+const gen_train_config *gen_trainer_config(const gen_trainer *t);
+int gen_trainer_rank(const gen_trainer *t);
+int gen_trainer_size(const gen_trainer *t);
+/* EMA weights [n_params], or NULL without EMA. */
+const float *gen_trainer_ema(const gen_trainer *t);
+
+/* Checkpoint (HDF5, format "druse-train-checkpoint" version 1): parameters, Adam moments, EMA,
+ * step, seed/RNG counter, schedule and all hyperparameters, with a SHA-256 per block.
+ * Collective: rank 0 writes with serial HDF5 to path.tmp.<pid> and renames it into place; every
+ * rank returns rank 0's status. */
+int gen_trainer_save(const gen_trainer *t, const char *path, xtal_err *err);
+/* Restores a checkpoint into t (every rank reads the file): the model must have the same
+ * hyperparameters; the training config is replaced by the file's. Continuing from it gives the
+ * same parameters, bit for bit, as an uninterrupted run. A missing, truncated or corrupt file
+ * (checksum mismatch) is an error naming the file; t is unchanged then (under MPI: on the
+ * ranks where reading failed; every rank returns an error when any rank failed). */
+int gen_trainer_load(gen_trainer *t, const char *path, xtal_err *err);
+
+/* Validation: the loss over n fixed batches without gradients (forward without kept
+ * activations), averaged with weights batches[i].n_crystals. w may be NULL (one is made). */
+int gen_validation_loss(const gen_model *m, gen_workspace *w, int n, const gen_batch *batches,
+                        const gen_targets *targets, double *loss, xtal_err *err);
+
+/* ========================================================= end training */
+
+/* ================================================= diffusion and sampling
+ * (generator/rng.c, generator/diffusion.c, generator/sampler.c; docs/generator.md,
+ * "Diffusion and sampling")
+ *
+ * Determinism contract: every random number of sample i follows from (campaign seed, batch id,
+ * index in batch, step, stream, draw) through Philox4x32-10, never from call order, batch
+ * packing or thread count. */
+
+/* Philox4x32-10 (Salmon et al., SC'11; Random123): one 128-bit block for counter ctr and key.
+ * Known-answer vectors of Random123's kat_vectors are tested. */
+void gen_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
+/* Random streams (the `stream` counter field). */
+enum {
+    GEN_STREAM_NATOMS = 1,  /* atom count drawn from the histogram */
+    GEN_STREAM_INIT_F = 2,  /* prior of fractional coordinates (uniform) */
+    GEN_STREAM_INIT_L = 3,  /* prior of the lattice (normal) */
+    GEN_STREAM_CORR_F = 4,  /* Langevin corrector noise */
+    GEN_STREAM_PRED_F = 5,  /* reverse VE predictor noise */
+    GEN_STREAM_STEP_L = 6,  /* ancestral lattice noise */
+    GEN_STREAM_UNMASK = 7,  /* which masked atoms unmask, and to what */
+    GEN_STREAM_NOISE_F = 8, /* training: coordinate noise */
+    GEN_STREAM_NOISE_L = 9, /* training: lattice noise */
+    GEN_STREAM_NOISE_A = 10 /* training: masking and the keep-types draw */
+};
+
+/* The counter of one draw: key = seed (low, high 32 bits); counter = (batch, index,
+ * step | stream << 24, block). step < 2^24, stream < 256. */
+typedef struct {
+    uint64_t seed;
+    uint32_t batch, index, step, stream;
+} gen_rng_key;
+
+/* Uniform doubles in (0, 1): draw j is word j % 4 of block j / 4, u = (x + 0.5) / 2^32. */
+void gen_rng_uniform(const gen_rng_key *k, uint32_t first, int n, double *out);
+/* Standard normals (Box-Muller on the uniform pairs (2m, 2m+1) of a block: draws 4b..4b+3 come
+ * from block b): draw j is always the same number, whatever first and n. */
+void gen_rng_normal(const gen_rng_key *k, uint32_t first, int n, double *out);
+
+/* Mask schedules of the atom types: mask probability m(t), m(0) = 0, m(1) = 1. */
+typedef enum {
+    GEN_MASK_LINEAR = 0 /* m = t */,
+    GEN_MASK_COSINE = 1 /* m = 1 - cos(pi t/2) */
+} gen_mask_schedule;
+
+/* The three forward processes and the loss weights. */
+typedef struct {
+    double sigma_min, sigma_max; /* VE wrapped normal on frac: sigma(t) = min (max/min)^t
+                                    (0.005, 0.5: DiffCSP) */
+    int n_images;                /* wrapped-normal image sum |k| <= n_images (default 5) */
+    int normalize_score;         /* 1: coordinate target / sqrt(E[score^2](sigma)) (DiffCSP) */
+    double cosine_s;             /* lattice DDPM cosine schedule offset (0.008, Nichol-Dhariwal) */
+    double abar_min;             /* alpha_bar(t) clipped below at this (1e-4) */
+    double v_atom;               /* Angstrom^3 per atom of the density-scaled lattice prior (20) */
+    gen_mask_schedule mask_schedule;  /* GEN_MASK_COSINE by default */
+    double p_keep_types;              /* training: share of crystals never masked (0.25) */
+    float w_coord, w_lattice, w_type; /* loss weights copied into the targets (1, 1, 1) */
+} gen_diffusion;
+
+gen_diffusion gen_diffusion_default(void);
+int gen_diffusion_check(const gen_diffusion *d, xtal_err *err);
+
+/* Schedules at continuous time t in [0, 1]. */
+double gen_sigma_at(const gen_diffusion *d, double t);     /* fractional units */
+double gen_alpha_bar_at(const gen_diffusion *d, double t); /* lattice DDPM, 1 at t = 0 */
+double gen_mask_prob_at(const gen_diffusion *d, double t); /* types */
+/* Lattice scale s_N = (N v_atom)^(1/3) (Angstrom): the lattice process runs on L / s_N. */
+double gen_lattice_scale(const gen_diffusion *d, int natoms);
+
+/* Wrapped normal on the circle of period 1: log density (image sum |k| <= n_images, stable
+ * log-sum-exp) and its score d/dx log p (1 / fractional unit), both in double. */
+double gen_wrapped_normal_logp(double x, double sigma, int n_images);
+double gen_wrapped_normal_score(double x, double sigma, int n_images);
+/* E[score^2] under the wrapped normal itself: 1/sigma^2 when sigma < 1/16 (the wrap changes
+ * it by < 1e-12 relative there), else a 256-point periodic trapezoid rule (exponentially
+ * accurate for this smooth periodic integrand). */
+double gen_wrapped_normal_score_norm(double sigma, int n_images);
+
+/* Noised batch and targets for gen_loss, buffers owned here (grown on demand; zero-init the
+ * struct, free with gen_noised_free). After gen_diffusion_noise_batch, `batch` is the noised
+ * gen_batch (offsets and t point into the clean batch, which must outlive it) and `targets` its
+ * gen_targets (weights from the gen_diffusion). */
+typedef struct {
+    gen_batch batch;
+    gen_targets targets;
+    int *types;            /* [N] noised types (0 = mask) */
+    float *frac;           /* [N x 3] noised fractional coordinates, wrapped to [0, 1) */
+    float *lattice;        /* [B x 9] noised lattice, Angstrom */
+    float *target_coord;   /* [N x 3] score of the wrapped normal (normalized if asked) */
+    float *target_lattice; /* [B x 9] the lattice noise eps (unitless: L_t = sqrt(abar) L0 +
+                              sqrt(1 - abar) s_N eps) */
+    int *target_types;     /* [N] the clean types */
+    int *kept;             /* [B] 1 when the crystal's types were kept (never masked) */
+    int cap_n, cap_b;
+} gen_noised;
+
+void gen_noised_free(gen_noised *nz);
+
+/* Applies the forward processes to a clean batch at its per-crystal times clean->t:
+ *   frac: f_t = wrap(f0 + sigma(t) eps), target = score of the wrapped normal at sigma(t) eps
+ *         (normalized by sqrt(E[score^2]) when d->normalize_score);
+ *   lattice: L_t = sqrt(abar) L0 + sqrt(1 - abar) s_N eps, target eps;
+ *   types: crystal b keeps its types with probability p_keep_types, else each atom is masked
+ *         (type 0) with probability m(t).
+ * Randomness: gen_rng_key {seed, step, ids[b], 0, stream} (ids NULL: b), so crystal b's noise
+ * depends only on (seed, step, id), not on its place in the batch. clean->types must be real
+ * elements (no mask). */
+int gen_diffusion_noise_batch(const gen_diffusion *d, const gen_batch *clean, uint64_t seed,
+                              uint32_t step, const uint32_t *ids, gen_noised *out, xtal_err *err);
+
+/* ----------------------------------------------------------------- sampler */
+
+typedef struct {
+    gen_diffusion diffusion;   /* must match the model's training */
+    int steps;                 /* T: the time grid t_k = k / T, k = T .. 0 (default 1000) */
+    int stride;                /* visit every stride-th grid point (T / stride reverse steps) */
+    int corrector;             /* Langevin corrector on frac (1, DiffCSP) */
+    double step_lr;            /* corrector step: step_lr (sigma / sigma_min)^2 (1e-5, DiffCSP) */
+    double type_temperature;   /* softmax temperature when unmasking (1) */
+    int natoms;                /* atoms per cell; 0: drawn from natoms_hist */
+    const double *natoms_hist; /* [hist_len] weight of N = k (index 0 unused) */
+    int hist_len;
+    const int *composition; /* [comp_len] one formula unit as atomic numbers (Fe2O3: 26 26 8
+                               8 8); types fixed, never masked; N a multiple of comp_len */
+    int comp_len;
+    const int *elements; /* [n_elements] allowed atomic numbers while unmasking; NULL: all */
+    int n_elements;
+    int packed; /* 0 (default): one network forward per crystal, so a sample is
+                   bit-identical however samples are packed (the determinism
+                   contract); 1: one forward over the whole batch (faster, but
+                   BLAS rounding then depends on the packing, ~1e-7) */
+} gen_sampler_opts;
+
+gen_sampler_opts gen_sampler_opts_default(void);
+
+/* Per-sample outcome. */
+enum {
+    GEN_SAMPLE_OK = 0,
+    GEN_SAMPLE_DEGENERATE = 1 /* non-finite state, |det L| / N < GEN_MIN_VOLUME_PER_ATOM, or a
+                                 flat cell: |det L| < GEN_MIN_CELL_FLATNESS |a| |b| |c| */
+};
+#define GEN_MIN_VOLUME_PER_ATOM 1e-2 /* Angstrom^3 */
+#define GEN_MIN_CELL_FLATNESS   1e-3 /* sin-like factor; real crystals are above 0.1 */
+
+/* Called every k-th reverse step with the current state (types may hold masks = 0). */
+typedef void (*gen_trajectory_fn)(void *ctx, int step, double t, const gen_batch *state);
+
+/* Samples indices first .. first+count-1 of batch batch_id under seed, as one network batch.
+ * out[count] receives the crystals (lattice rows Angstrom, frac wrapped to [0, 1); initialize
+ * them zeroed; free with xtal_crystal_free), status[count] GEN_SAMPLE_OK or
+ * GEN_SAMPLE_DEGENERATE (a degenerate sample is reported, its crystal still allocated).
+ * With packed = 0, sample i is bit-identical whatever first and count are (same model, opts,
+ * seed); with packed = 1 only for the same (first, count). traj may be
+ * NULL; traj_every >= 1. w may be NULL. */
+int gen_sample(const gen_model *m, gen_workspace *w, const gen_sampler_opts *o, uint64_t seed,
+               uint32_t batch_id, uint32_t first, int count, xtal_crystal *out, int *status,
+               gen_trajectory_fn traj, int traj_every, void *traj_ctx, xtal_err *err);
+
+/* The reverse process with any denoiser in place of the network (an analytic oracle in tests,
+ * another backend later): eval fills coord [N x 3], lattice [B x 9] and logits
+ * [N x (n_types-1)] for the state batch, as gen_forward's outputs. gen_sample is this with
+ * the network. */
+typedef int (*gen_eval_fn)(void *ctx, const gen_batch *state, float *coord, float *lattice,
+                           float *logits, xtal_err *err);
+int gen_sample_eval(gen_eval_fn eval, void *eval_ctx, int n_types, const gen_sampler_opts *o,
+                    uint64_t seed, uint32_t batch_id, uint32_t first, int count, xtal_crystal *out,
+                    int *status, gen_trajectory_fn traj, int traj_every, void *traj_ctx,
+                    xtal_err *err);
+
+/* ===================================================== end diffusion and sampling */
+
 #ifdef __cplusplus
 }
 #endif

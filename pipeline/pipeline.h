@@ -36,6 +36,7 @@ int pipe_cmd_elements(int argc, char **argv);
 int pipe_cmd_filter(int argc, char **argv);
 int pipe_cmd_dedup(int argc, char **argv);
 int pipe_cmd_relax(int argc, char **argv);
+int pipe_cmd_sample(int argc, char **argv);
 
 /* `druse --version`: our version and the run-time versions of spglib, HDF5, OpenBLAS and
  * Open MPI. */
