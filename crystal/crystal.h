@@ -129,6 +129,9 @@ double xtal_min_distance(const xtal_crystal *c, int include_self);
  * coordinates in it, wrapped to [0, 1). The structure itself is unchanged. */
 int xtal_niggli_reduce(xtal_crystal *c, double symprec, xtal_err *err);
 
+/* Greatest common divisor of |a| and |b| (0 when both are 0): reduces compositions. */
+long xtal_gcd(long a, long b);
+
 /* Reduced formula in pymatgen's style for sorting: elements ordered by electronegativity
  * then symbol, counts divided by their gcd ("Fe2O3", "NaCl", "LiFePO4"). */
 void xtal_formula(const xtal_crystal *c, int reduced, char *buf, size_t bufsize);

@@ -268,8 +268,10 @@ int xtal_niggli_reduce(xtal_crystal *c, double symprec, xtal_err *err)
 
 /* ------------------------------------------------------------ formulas */
 
-static long gcd_long(long a, long b)
+long xtal_gcd(long a, long b)
 {
+    if (a < 0) a = -a;
+    if (b < 0) b = -b;
     while (b) {
         long t = a % b;
         a = b;
@@ -297,7 +299,7 @@ void xtal_formula(const xtal_crystal *c, int reduced, char *buf, size_t bufsize)
         if (xtal_element_by_Z(c->Z[i]) && count[c->Z[i]]++ == 0) order[n++] = c->Z[i];
     qsort(order, (size_t)n, sizeof order[0], by_electronegativity);
     long g = 0;
-    for (int i = 0; i < n; i++) g = gcd_long(g, count[order[i]]);
+    for (int i = 0; i < n; i++) g = xtal_gcd(g, count[order[i]]);
     if (!reduced || g == 0) g = 1;
     size_t used = 0;
     buf[0] = 0;

@@ -29,16 +29,6 @@ typedef struct {
     int state[XTAL_NUM_ELEMENTS];         /* the combination being built */
 } charge_search;
 
-static long gcd_long(long a, long b)
-{
-    while (b) {
-        long t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* One pair of the Pauling test (SMACT v2.6 eneg_states_test). */
 static int pauling_pair_ok(int ox1, double eneg1, int ox2, double eneg2)
 {
@@ -101,7 +91,7 @@ static int composition(const xtal_crystal *c, charge_search *s, xtal_err *err)
         count[c->Z[a]]++;
     }
     long g = 0;
-    for (int z = 1; z <= XTAL_NUM_ELEMENTS; z++) g = gcd_long(g, count[z]);
+    for (int z = 1; z <= XTAL_NUM_ELEMENTS; z++) g = xtal_gcd(g, count[z]);
     s->n = 0;
     for (int z = 1; z <= XTAL_NUM_ELEMENTS; z++)
         if (count[z]) {

@@ -48,16 +48,6 @@ static const char *symbol_of(int Z)
     return e ? e->symbol : "";
 }
 
-static long gcd_long(long a, long b)
-{
-    while (b) {
-        long t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* Stable order of sites by element symbol (pymatgen sorts sites by species_string). */
 static void sort_sites_by_symbol(const xtal_crystal *c, int *order)
 {
@@ -347,7 +337,7 @@ static int prim_once(const xtal_crystal *c, double tol, xtal_crystal *out, xtal_
         return xtal_err_set(err, XTAL_ENOMEM, "out of memory");
     }
     long fu = 0;
-    for (int g = 0; g < x.ngroups; g++) fu = gcd_long(fu, x.groups[g].n);
+    for (int g = 0; g < x.ngroups; g++) fu = xtal_gcd(fu, x.groups[g].n);
     for (int det = 2; det <= fu && rc == 0; det++)
         if (fu % det == 0) rc = search_det(&x, det, out, err);
     prim_ctx_free(&x);

@@ -136,16 +136,6 @@ void flt_lll_reduce(const double L[3][3], double lll[3][3], double map[3][3])
 
 /* ------------------------------------------------------------ composition */
 
-static long gcd_long(long a, long b)
-{
-    while (b) {
-        long t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 int flt_reduced_composition(const xtal_crystal *c, int *Z, long *count)
 {
     long per_Z[XTAL_NUM_ELEMENTS + 1] = {0};
@@ -159,7 +149,7 @@ int flt_reduced_composition(const xtal_crystal *c, int *Z, long *count)
         if (per_Z[z]) {
             Z[n] = z;
             count[n++] = per_Z[z];
-            g = gcd_long(g, per_Z[z]);
+            g = xtal_gcd(g, per_Z[z]);
         }
     for (int i = 0; i < n; i++) count[i] /= g;
     return n;
