@@ -19,13 +19,13 @@ Then prints the ratio and writes (or replaces) a section of BENCHMARKS.md at the
 with the machine, date, commands and figures (unless --no-record).
 """
 import argparse
+import glob
 import csv
 import datetime
 import gzip
 import json
 import os
 import random
-import re
 import shlex
 import statistics
 import subprocess
@@ -37,38 +37,6 @@ import warnings
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BEGIN = "<!-- bench_read_mp20: begin (written by tests/bench/bench_read_mp20.py) -->"
 END = "<!-- bench_read_mp20: end -->"
-
-# A timing program for the cache, used when `druse inspect` cannot load through the cache.
-CACHE_HELPER = r"""
-#include <stdio.h>
-#include <time.h>
-#include "crystal/crystal.h"
-char *progname = "bench_cache";
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-int main(int argc, char **argv)
-{
-    if (argc != 3) return 2;
-    xtal_dataset ds;
-    xtal_cache_info info;
-    xtal_err err;
-    double t0 = now();
-    int rc = xtal_dataset_load_ex(argv[1], argv[2], &ds, &info, &err);
-    double seconds = now() - t0;
-    if (rc) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
-    printf("{\"seconds\": %.6f, \"from_cache\": %d, \"written\": %d, \"structures\": %d}\n",
-           seconds, info.from_cache, info.cache_written, ds.crystals.n);
-    xtal_dataset_free(&ds);
-    return 0;
-}
-"""
 
 
 def machine():
@@ -122,58 +90,20 @@ def time_pymatgen(rows, sample_size):
     return result
 
 
-def build_cache_helper(druse, scratch):
-    """Compiles CACHE_HELPER with the flags and link line CMake used for druse."""
-    build = os.path.dirname(os.path.abspath(druse))
-    flags_file = os.path.join(build, "CMakeFiles", "druse.dir", "flags.make")
-    link_file = os.path.join(build, "CMakeFiles", "druse.dir", "link.txt")
-    if not (os.path.exists(flags_file) and os.path.exists(link_file)):
-        return None, "druse's CMake build folder not found next to the binary"
-    flags = {}
-    for line in open(flags_file):
-        key, sep, value = line.partition(" = ")
-        if sep:
-            flags[key.strip()] = value.strip()
-    src = os.path.join(scratch, "bench_cache.c")
-    obj = os.path.join(scratch, "bench_cache.o")
-    exe = os.path.join(scratch, "bench_cache")
-    with open(src, "w") as f:
-        f.write(CACHE_HELPER)
-    compile_cmd = (f"/usr/bin/cc -O2 {flags.get('C_DEFINES', '')} {flags.get('C_INCLUDES', '')}"
-                   f" -std=gnu11 -c {shlex.quote(src)} -o {shlex.quote(obj)}")
-    link = open(link_file).read().strip()
-    link = link.replace("CMakeFiles/druse.dir/pipeline/main.c.o", shlex.quote(obj))
-    link = re.sub(r"-o druse(\s)", f"-o {shlex.quote(exe)}\\1", link, count=1)
-    for cmd in (compile_cmd, link):
-        proc = subprocess.run(cmd, shell=True, cwd=build, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            return None, f"helper build failed: {proc.stderr.strip()[:300]}"
-    return exe, None
-
-
 def time_cache(druse, csv_path, scratch, loads=5):
-    help_text = subprocess.run([druse, "inspect", "--help"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True).stdout
-    cache = os.path.join(scratch, "train.csv.gz.h5")
-    if "--cache" in help_text:
-        how = "druse inspect --summary --json --cache"
-        env = dict(os.environ, DRUSE_CACHE_DIR=scratch)
-        cmd = [druse, "inspect", "--summary", "--json", "--cache", csv_path]
+    """First `inspect --cache` parses the CSV and writes the cache; the next ones load it."""
+    how = "druse inspect --summary --json --cache"
+    env = dict(os.environ, DRUSE_CACHE_DIR=scratch)
+    cmd = [druse, "inspect", "--summary", "--json", "--cache", csv_path]
 
-        def once():
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=True)
-            return json.loads(proc.stdout.strip().splitlines()[-1])["read_seconds"]
-    else:
-        exe, why = build_cache_helper(druse, scratch)
-        if not exe:
-            return {"how": f"not measured ({why})"}
-        how = "xtal_dataset_load_ex() through a helper linked against libdruse.a"
+    def once():
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])["read_seconds"]
 
-        def once():
-            return run_json([exe, csv_path, cache])["seconds"]
-    build_seconds = once()  # parses the CSV and writes the cache
+    build_seconds = once()
     times = [once() for _ in range(loads)]
-    size = os.path.getsize(cache) if os.path.exists(cache) else None
+    caches = glob.glob(os.path.join(scratch, "*.h5")) + glob.glob(csv_path + ".h5")
+    size = os.path.getsize(caches[0]) if caches else None
     return {"how": how, "build": build_seconds, "best": min(times),
             "median": statistics.median(times), "loads": loads, "size": size}
 
