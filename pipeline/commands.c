@@ -12,5 +12,6 @@ const pipe_command pipe_commands[] = {
     {"dedup", "unique and novel structures (StructureMatcher semantics)", pipe_cmd_dedup},
     {"relax", "relax structures: cheap potential + FIRE on positions and cell", pipe_cmd_relax},
     {"sample", "sample structures from a generator model (diffusion)", pipe_cmd_sample},
+    {"train", "train the generator from a YAML training config", pipe_cmd_train},
 };
 const int pipe_ncommands = (int)(sizeof pipe_commands / sizeof pipe_commands[0]);

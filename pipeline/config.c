@@ -620,22 +620,29 @@ static int scan_value(cfg_ctx *c, const cyaml_schema_value_t *v, const char *pat
     return check_scalar(c, v, path);
 }
 
+/* What a kind of config has at its top level: the fields and the words for messages. */
+typedef struct {
+    const cyaml_schema_field_t *fields;
+    const char *needs;    /* "a 'campaign' section" */
+    const char *sections; /* "campaign, sampling, filters, relax" */
+} cfg_top;
+
 /* One document whose top is a mapping of sections. */
-static int scan_document(cfg_ctx *c)
+static int scan_document(cfg_ctx *c, const cfg_top *top)
 {
     int rc;
     if ((rc = next_event(c)) < 0 || (rc = next_event(c)) < 0) return rc; /* stream, document */
     if (c->event.type == YAML_STREAM_END_EVENT)
         return fail_at(c, XTAL_EPARSE, 1, NULL,
                        "no YAML document (only comments or blank lines); a config needs at "
-                       "least a 'campaign' section");
+                       "least %s",
+                       top->needs);
     if ((rc = next_event(c)) < 0) return rc;
     if (c->event.type != YAML_MAPPING_START_EVENT)
         return fail_at(c, XTAL_EPARSE, event_line(&c->event), NULL,
-                       "the top level must be a mapping of sections (campaign, sampling, "
-                       "filters, relax), got %s",
+                       "the top level must be a mapping of sections (%s), got %s", top->sections,
                        event_what(&c->event));
-    if ((rc = scan_mapping(c, config_fields, "", 1)) < 0) return rc;
+    if ((rc = scan_mapping(c, top->fields, "", 1)) < 0) return rc;
     if ((rc = next_event(c)) < 0 || (rc = next_event(c)) < 0) return rc; /* document end, next */
     if (c->event.type != YAML_STREAM_END_EVENT)
         return fail_at(c, XTAL_EPARSE, event_line(&c->event), NULL,
@@ -643,19 +650,22 @@ static int scan_document(cfg_ctx *c)
     return XTAL_OK;
 }
 
-static int scan(cfg_ctx *c)
+static int scan(cfg_ctx *c, const cfg_top *top)
 {
     if (!yaml_parser_initialize(&c->parser))
         return xtal_err_set(c->err, XTAL_ENOMEM, "%s: out of memory", c->name);
     yaml_parser_set_input_string(&c->parser, (const unsigned char *)c->text, c->len);
     /* UTF-8 only: the text is also kept (for the archive) and scanned by byte for messages. */
     yaml_parser_set_encoding(&c->parser, YAML_UTF8_ENCODING);
-    int rc = scan_document(c);
+    int rc = scan_document(c, top);
     if (c->have_event) yaml_event_delete(&c->event);
     c->have_event = 0;
     yaml_parser_delete(&c->parser);
     return rc;
 }
+
+static const cfg_top campaign_top = {config_fields, "a 'campaign' section",
+                                     "campaign, sampling, filters, relax"};
 
 /* ------------------------------------------------------ libcyaml: the load */
 
@@ -685,7 +695,7 @@ static int fail_cyaml(const cfg_ctx *c, cyaml_err_t e, cfg_log *log)
                         log->text[0] ? ": " : "", log->text);
 }
 
-static int load_typed(const cfg_ctx *c, pipe_config **out)
+static int load_typed(const cfg_ctx *c, const cyaml_schema_value_t *schema, void **out)
 {
     cfg_log log = {.len = 0};
     cyaml_config_t cc = {
@@ -696,8 +706,7 @@ static int load_typed(const cfg_ctx *c, pipe_config **out)
         .flags = CYAML_CFG_NO_ALIAS,
     };
     cyaml_data_t *data = NULL;
-    cyaml_err_t e =
-        cyaml_load_data((const uint8_t *)c->text, c->len, &cc, &config_schema, &data, NULL);
+    cyaml_err_t e = cyaml_load_data((const uint8_t *)c->text, c->len, &cc, schema, &data, NULL);
     if (e != CYAML_OK) return fail_cyaml(c, e, &log);
     if (!data) return xtal_err_set(c->err, XTAL_EPARSE, "%s: libcyaml loaded nothing", c->name);
     *out = data;
@@ -983,8 +992,8 @@ int pipe_config_load_string(const char *text, size_t len, const char *name, pipe
         return xtal_err_set(err, XTAL_ELIMIT, "%s: larger than %d bytes: not a druse config",
                             c.name, CFG_MAX_BYTES);
     pipe_config *cfg = NULL;
-    int rc = scan(&c);
-    if (rc == XTAL_OK) rc = load_typed(&c, &cfg);
+    int rc = scan(&c, &campaign_top);
+    if (rc == XTAL_OK) rc = load_typed(&c, &config_schema, (void **)&cfg);
     if (rc == XTAL_OK) rc = finish(&c, cfg);
     free(c.keys);
     if (rc < 0)
@@ -1129,4 +1138,164 @@ void pipe_config_print(FILE *out, const pipe_config *cfg)
     print_sampling(out, &cfg->sampling);
     print_filters(out, &cfg->filters);
     print_relax(out, &cfg->relax);
+}
+
+/* ========================================================== training configs */
+
+static const cyaml_schema_field_t tdata_fields[] = {
+    CYAML_FIELD_STRING_PTR("train", REQ, pipe_train_data_config, train, 1, 4096),
+    CYAML_FIELD_STRING_PTR("val", REQ, pipe_train_data_config, val, 1, 4096),
+    CYAML_FIELD_INT("max_train", OPT, pipe_train_data_config, max_train),
+    CYAML_FIELD_INT("max_val", OPT, pipe_train_data_config, max_val),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t tmodel_fields[] = {
+    CYAML_FIELD_INT("hidden", OPT, pipe_train_model_config, hidden),
+    CYAML_FIELD_INT("layers", OPT, pipe_train_model_config, layers),
+    CYAML_FIELD_INT("n_freq", OPT, pipe_train_model_config, n_freq),
+    CYAML_FIELD_INT("time_dim", OPT, pipe_train_model_config, time_dim),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t ttrain_fields[] = {
+    CYAML_FIELD_UINT("seed", OPT, pipe_train_train_config, seed),
+    CYAML_FIELD_INT("epochs", REQ, pipe_train_train_config, epochs),
+    CYAML_FIELD_INT("batch_size", OPT, pipe_train_train_config, batch_size),
+    CYAML_FIELD_FLOAT("lr", OPT, pipe_train_train_config, lr),
+    CYAML_FIELD_INT("warmup_steps", OPT, pipe_train_train_config, warmup_steps),
+    CYAML_FIELD_FLOAT("weight_decay", OPT, pipe_train_train_config, weight_decay),
+    CYAML_FIELD_FLOAT("grad_clip", OPT, pipe_train_train_config, grad_clip),
+    CYAML_FIELD_FLOAT("ema_decay", OPT, pipe_train_train_config, ema_decay),
+    CYAML_FIELD_STRING_PTR("checkpoint", OPT, pipe_train_train_config, checkpoint, 1, 4096),
+    CYAML_FIELD_INT("checkpoint_every_steps", OPT, pipe_train_train_config, checkpoint_every_steps),
+    CYAML_FIELD_STRING_PTR("output", REQ, pipe_train_train_config, output, 1, 4096),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t tdiff_fields[] = {
+    CYAML_FIELD_FLOAT("sigma_min", OPT, pipe_train_diffusion_config, sigma_min),
+    CYAML_FIELD_FLOAT("sigma_max", OPT, pipe_train_diffusion_config, sigma_max),
+    CYAML_FIELD_FLOAT("p_keep_types", OPT, pipe_train_diffusion_config, p_keep_types),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t train_config_fields[] = {
+    CYAML_FIELD_MAPPING("data", REQ, pipe_train_config, data, tdata_fields),
+    CYAML_FIELD_MAPPING("model", OPT, pipe_train_config, model, tmodel_fields),
+    CYAML_FIELD_MAPPING("train", REQ, pipe_train_config, train, ttrain_fields),
+    CYAML_FIELD_MAPPING("diffusion", OPT, pipe_train_config, diffusion, tdiff_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t train_config_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, pipe_train_config, train_config_fields),
+};
+
+static const cfg_top train_top = {train_config_fields, "'data' and 'train' sections",
+                                  "data, model, train, diffusion"};
+
+/* Defaults and ranges; docs/configs.md ("Training configs") lists them. The model defaults are
+ * gen_hparams_default() (d 128, 4 layers, K 32, T 64), the diffusion ones gen_diffusion_default(),
+ * written out here so that the pipeline does not link the generator for a config check. */
+static int finish_train(const cfg_ctx *c, pipe_train_config *cfg)
+{
+    pipe_train_data_config *d = &cfg->data;
+    DEFAULT("data.max_train", d->max_train, 0);
+    DEFAULT("data.max_val", d->max_val, 256);
+    pipe_train_model_config *m = &cfg->model;
+    DEFAULT("model.hidden", m->hidden, 128);
+    DEFAULT("model.layers", m->layers, 4);
+    DEFAULT("model.n_freq", m->n_freq, 32);
+    DEFAULT("model.time_dim", m->time_dim, 64);
+    pipe_train_train_config *t = &cfg->train;
+    DEFAULT("train.seed", t->seed, 42);
+    DEFAULT("train.batch_size", t->batch_size, 64);
+    DEFAULT("train.lr", t->lr, 1e-3);
+    DEFAULT("train.warmup_steps", t->warmup_steps, 100);
+    DEFAULT("train.weight_decay", t->weight_decay, 0.0);
+    DEFAULT("train.grad_clip", t->grad_clip, 1.0);
+    DEFAULT("train.ema_decay", t->ema_decay, 0.0);
+    DEFAULT("train.checkpoint_every_steps", t->checkpoint_every_steps, 500);
+    pipe_train_diffusion_config *f = &cfg->diffusion;
+    DEFAULT("diffusion.sigma_min", f->sigma_min, 0.005);
+    DEFAULT("diffusion.sigma_max", f->sigma_max, 0.5);
+    DEFAULT("diffusion.p_keep_types", f->p_keep_types, 0.25);
+    int rc;
+    if ((rc = int_in(c, "data.max_train", d->max_train, 0, INT32_MAX)) < 0 ||
+        (rc = int_in(c, "data.max_val", d->max_val, 1, 1000000)) < 0 ||
+        (rc = int_in(c, "model.hidden", m->hidden, 1, 4096)) < 0 ||
+        (rc = int_in(c, "model.layers", m->layers, 1, 64)) < 0 ||
+        (rc = int_in(c, "model.n_freq", m->n_freq, 1, 512)) < 0 ||
+        (rc = int_in(c, "model.time_dim", m->time_dim, 2, 4096)) < 0 ||
+        (rc = int_in(c, "train.epochs", t->epochs, 1, 1000000)) < 0 ||
+        (rc = int_in(c, "train.batch_size", t->batch_size, 1, 65536)) < 0 ||
+        (rc = real_in(c, "train.lr", t->lr, 0, OPEN, 1, CLOSED)) < 0 ||
+        (rc = int_in(c, "train.warmup_steps", t->warmup_steps, 0, INT32_MAX)) < 0 ||
+        (rc = real_in(c, "train.weight_decay", t->weight_decay, 0, CLOSED, 1, CLOSED)) < 0 ||
+        (rc = real_in(c, "train.grad_clip", t->grad_clip, 0, CLOSED, 1e6, CLOSED)) < 0 ||
+        (rc = real_in(c, "train.ema_decay", t->ema_decay, 0, CLOSED, 1, OPEN)) < 0 ||
+        (rc = int_in(c, "train.checkpoint_every_steps", t->checkpoint_every_steps, 0, INT32_MAX)) <
+            0 ||
+        (rc = real_in(c, "diffusion.sigma_min", f->sigma_min, 0, OPEN, 1, CLOSED)) < 0 ||
+        (rc = real_in(c, "diffusion.sigma_max", f->sigma_max, 0, OPEN, 10, CLOSED)) < 0 ||
+        (rc = real_in(c, "diffusion.p_keep_types", f->p_keep_types, 0, CLOSED, 1, CLOSED)) < 0)
+        return rc;
+    if (m->time_dim % 2) return fail_key(c, "model.time_dim", "must be even, got %d", m->time_dim);
+    if (f->sigma_max <= f->sigma_min) {
+        char a[32], b[32];
+        return fail_key(c, "diffusion.sigma_max", "must be above diffusion.sigma_min = %s, got %s",
+                        format_real(a, f->sigma_min), format_real(b, f->sigma_max));
+    }
+    cfg->source = strdup(c->name);
+    cfg->text = malloc(c->len + 1);
+    if (!cfg->source || !cfg->text)
+        return xtal_err_set(c->err, XTAL_ENOMEM, "%s: out of memory", c->name);
+    memcpy(cfg->text, c->text, c->len);
+    cfg->text[c->len] = '\0';
+    return XTAL_OK;
+}
+
+int pipe_train_config_load_string(const char *text, size_t len, const char *name,
+                                  pipe_train_config **out, xtal_err *err)
+{
+    *out = NULL;
+    cfg_ctx c = {.name = name ? name : "<config>", .text = text, .len = len, .err = err};
+    if (len == 0)
+        return fail_at(&c, XTAL_EPARSE, 1, NULL,
+                       "empty file; a training config needs 'data' and 'train' sections");
+    if (len > CFG_MAX_BYTES)
+        return xtal_err_set(err, XTAL_ELIMIT, "%s: larger than %d bytes: not a druse config",
+                            c.name, CFG_MAX_BYTES);
+    pipe_train_config *cfg = NULL;
+    int rc = scan(&c, &train_top);
+    if (rc == XTAL_OK) rc = load_typed(&c, &train_config_schema, (void **)&cfg);
+    if (rc == XTAL_OK) rc = finish_train(&c, cfg);
+    free(c.keys);
+    if (rc < 0)
+        pipe_train_config_free(cfg);
+    else
+        *out = cfg;
+    return rc;
+}
+
+int pipe_train_config_load(const char *path, pipe_train_config **out, xtal_err *err)
+{
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_text(path, &text, &len, err);
+    if (rc < 0) return rc;
+    rc = pipe_train_config_load_string(text, len, path, out, err);
+    free(text);
+    return rc;
+}
+
+void pipe_train_config_free(pipe_train_config *cfg)
+{
+    if (!cfg) return;
+    free(cfg->source);
+    free(cfg->text);
+    cfg->source = cfg->text = NULL;
+    cyaml_free(&free_config, &train_config_schema, cfg, 0);
 }

@@ -37,6 +37,7 @@ int pipe_cmd_filter(int argc, char **argv);
 int pipe_cmd_dedup(int argc, char **argv);
 int pipe_cmd_relax(int argc, char **argv);
 int pipe_cmd_sample(int argc, char **argv);
+int pipe_cmd_train(int argc, char **argv);
 
 /* `druse --version`: our version and the run-time versions of spglib, HDF5, OpenBLAS and
  * Open MPI. */
@@ -140,5 +141,52 @@ int pipe_config_load_string(const char *text, size_t len, const char *name, pipe
 void pipe_config_free(pipe_config *cfg);
 /* Writes the effective config (defaults filled in) as YAML that loads back to the same config. */
 void pipe_config_print(FILE *out, const pipe_config *cfg);
+
+/* Training config: what `druse train train.yaml` runs (docs/configs.md, "Training configs";
+ * configs/train-tiny.yaml, configs/train-mp20.yaml). Same loader and error messages as the
+ * campaign config; strings owned by the config, NULL where an optional key is absent. */
+typedef struct {
+    char *train;   /* dataset CSV (CDVAE layout), required */
+    char *val;     /* dataset CSV, required */
+    int max_train; /* first N training crystals; 0 = all (default 0) */
+    int max_val;   /* validation subset: the first N val crystals (default 256) */
+} pipe_train_data_config;
+
+typedef struct {
+    int hidden, layers, n_freq, time_dim; /* defaults: gen_hparams_default() */
+} pipe_train_model_config;
+
+typedef struct {
+    uint64_t seed;              /* model init, shuffling, noise (default 42) */
+    int epochs;                 /* passes over the training set, required */
+    int batch_size;             /* crystals per global batch (all ranks together, default 64) */
+    double lr;                  /* peak learning rate (default 1e-3) */
+    int warmup_steps;           /* linear warm-up (default 100) */
+    double weight_decay;        /* AdamW decoupled decay (default 0) */
+    double grad_clip;           /* global-norm clip, 0 = off (default 1) */
+    double ema_decay;           /* 0 = off (default 0) */
+    char *checkpoint;           /* checkpoint path; NULL = output + ".ckpt" */
+    int checkpoint_every_steps; /* 0 = only at the end (default 500) */
+    char *output;               /* the model file, required */
+} pipe_train_train_config;
+
+typedef struct {
+    double sigma_min, sigma_max; /* wrapped-normal sigma range (0.005, 0.5) */
+    double p_keep_types;         /* share of crystals never masked (0.25) */
+} pipe_train_diffusion_config;
+
+typedef struct pipe_train_config {
+    pipe_train_data_config data;
+    pipe_train_model_config model;
+    pipe_train_train_config train;
+    pipe_train_diffusion_config diffusion;
+    char *source; /* the file name */
+    char *text;   /* the YAML text as read, NUL-terminated */
+} pipe_train_config;
+
+int pipe_train_config_load(const char *path, pipe_train_config **out, xtal_err *err);
+int pipe_train_config_load_string(const char *text, size_t len, const char *name,
+                                  pipe_train_config **out, xtal_err *err);
+void pipe_train_config_free(pipe_train_config *cfg);
 
 #endif
