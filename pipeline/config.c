@@ -980,27 +980,54 @@ static int finish(const cfg_ctx *c, pipe_config *cfg)
 
 /* ------------------------------------------------------------------ public */
 
-int pipe_config_load_string(const char *text, size_t len, const char *name, pipe_config **out,
-                            xtal_err *err)
+/* One kind of config file (campaign, training): its pre-pass fields, libcyaml schema, the
+ * checks after loading, and how to free it. The load steps are the same for every kind. */
+typedef struct {
+    const cfg_top *top;
+    const cyaml_schema_value_t *schema;
+    int (*finish)(const cfg_ctx *c, void *cfg);
+    void (*free)(void *cfg);
+    const char *empty_message;
+} cfg_kind;
+
+static int load_string(const cfg_kind *k, const char *text, size_t len, const char *name,
+                       void **out, xtal_err *err)
 {
     *out = NULL;
     cfg_ctx c = {.name = name ? name : "<config>", .text = text, .len = len, .err = err};
-    if (len == 0)
-        return fail_at(&c, XTAL_EPARSE, 1, NULL,
-                       "empty file; a config needs at least a 'campaign' section");
+    if (len == 0) return fail_at(&c, XTAL_EPARSE, 1, NULL, "%s", k->empty_message);
     if (len > CFG_MAX_BYTES)
         return xtal_err_set(err, XTAL_ELIMIT, "%s: larger than %d bytes: not a druse config",
                             c.name, CFG_MAX_BYTES);
-    pipe_config *cfg = NULL;
-    int rc = scan(&c, &campaign_top);
-    if (rc == XTAL_OK) rc = load_typed(&c, &config_schema, (void **)&cfg);
-    if (rc == XTAL_OK) rc = finish(&c, cfg);
+    void *cfg = NULL;
+    int rc = scan(&c, k->top);
+    if (rc == XTAL_OK) rc = load_typed(&c, k->schema, &cfg);
+    if (rc == XTAL_OK) rc = k->finish(&c, cfg);
     free(c.keys);
     if (rc < 0)
-        pipe_config_free(cfg);
+        k->free(cfg);
     else
         *out = cfg;
     return rc;
+}
+
+static int finish_campaign(const cfg_ctx *c, void *cfg)
+{
+    return finish(c, cfg);
+}
+static void free_campaign(void *cfg)
+{
+    pipe_config_free(cfg);
+}
+
+static const cfg_kind campaign_kind = {&campaign_top, &config_schema, finish_campaign,
+                                       free_campaign,
+                                       "empty file; a config needs at least a 'campaign' section"};
+
+int pipe_config_load_string(const char *text, size_t len, const char *name, pipe_config **out,
+                            xtal_err *err)
+{
+    return load_string(&campaign_kind, text, len, name, (void **)out, err);
 }
 
 /* Reads at most CFG_MAX_BYTES + 1 bytes, so that /dev/zero or a huge file cannot eat memory. */
@@ -1028,16 +1055,21 @@ static int read_text(const char *path, char **text, size_t *len, xtal_err *err)
     return XTAL_OK;
 }
 
-int pipe_config_load(const char *path, pipe_config **out, xtal_err *err)
+static int load_file(const cfg_kind *k, const char *path, void **out, xtal_err *err)
 {
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
     int rc = read_text(path, &text, &len, err);
     if (rc < 0) return rc;
-    rc = pipe_config_load_string(text, len, path, out, err);
+    rc = load_string(k, text, len, path, out, err);
     free(text);
     return rc;
+}
+
+int pipe_config_load(const char *path, pipe_config **out, xtal_err *err)
+{
+    return load_file(&campaign_kind, path, (void **)out, err);
 }
 
 void pipe_config_free(pipe_config *cfg)
@@ -1256,39 +1288,28 @@ static int finish_train(const cfg_ctx *c, pipe_train_config *cfg)
     return XTAL_OK;
 }
 
+static int finish_training(const cfg_ctx *c, void *cfg)
+{
+    return finish_train(c, cfg);
+}
+static void free_training(void *cfg)
+{
+    pipe_train_config_free(cfg);
+}
+
+static const cfg_kind training_kind = {
+    &train_top, &train_config_schema, finish_training, free_training,
+    "empty file; a training config needs 'data' and 'train' sections"};
+
 int pipe_train_config_load_string(const char *text, size_t len, const char *name,
                                   pipe_train_config **out, xtal_err *err)
 {
-    *out = NULL;
-    cfg_ctx c = {.name = name ? name : "<config>", .text = text, .len = len, .err = err};
-    if (len == 0)
-        return fail_at(&c, XTAL_EPARSE, 1, NULL,
-                       "empty file; a training config needs 'data' and 'train' sections");
-    if (len > CFG_MAX_BYTES)
-        return xtal_err_set(err, XTAL_ELIMIT, "%s: larger than %d bytes: not a druse config",
-                            c.name, CFG_MAX_BYTES);
-    pipe_train_config *cfg = NULL;
-    int rc = scan(&c, &train_top);
-    if (rc == XTAL_OK) rc = load_typed(&c, &train_config_schema, (void **)&cfg);
-    if (rc == XTAL_OK) rc = finish_train(&c, cfg);
-    free(c.keys);
-    if (rc < 0)
-        pipe_train_config_free(cfg);
-    else
-        *out = cfg;
-    return rc;
+    return load_string(&training_kind, text, len, name, (void **)out, err);
 }
 
 int pipe_train_config_load(const char *path, pipe_train_config **out, xtal_err *err)
 {
-    *out = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = read_text(path, &text, &len, err);
-    if (rc < 0) return rc;
-    rc = pipe_train_config_load_string(text, len, path, out, err);
-    free(text);
-    return rc;
+    return load_file(&training_kind, path, (void **)out, err);
 }
 
 void pipe_train_config_free(pipe_train_config *cfg)
