@@ -44,26 +44,6 @@
 
 /* ------------------------------------------------------- HDF5 error handling */
 
-/* HDF5 prints its error stack by default; below pipeline/ we never print, so every public
- * function here switches that off for its duration and restores it after. */
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static h5_quiet h5_quiet_begin(void)
-{
-    h5_quiet q;
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void h5_quiet_end(h5_quiet q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q.func, q.data);
-}
-
 static herr_t h5_first_desc(unsigned n, const H5E_error2_t *e, void *buf)
 {
     if (n == 0 && e->desc) snprintf(buf, 160, "%s", e->desc);
@@ -79,37 +59,6 @@ static const char *h5_detail(char buf[160])
     return buf;
 }
 
-/* Closes an HDF5 id of any kind if it is valid. */
-static void h5_close(hid_t id)
-{
-    if (id < 0) return;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE:
-        H5Fclose(id);
-        break;
-    case H5I_GROUP:
-        H5Gclose(id);
-        break;
-    case H5I_DATASET:
-        H5Dclose(id);
-        break;
-    case H5I_DATASPACE:
-        H5Sclose(id);
-        break;
-    case H5I_DATATYPE:
-        H5Tclose(id);
-        break;
-    case H5I_ATTR:
-        H5Aclose(id);
-        break;
-    case H5I_GENPROP_LST:
-        H5Pclose(id);
-        break;
-    default:
-        break;
-    }
-}
-
 /* File access without file locking: caches are never written in place (temporary name, then
  * rename), and locking fails on some parallel file systems. */
 static hid_t h5_fapl(void)
@@ -121,52 +70,14 @@ static hid_t h5_fapl(void)
 
 /* ------------------------------------------------------------- attributes */
 
-static int attr_write_string(hid_t loc, const char *name, const char *value)
-{
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
-    int ok = type >= 0 && space >= 0 && H5Tset_size(type, strlen(value) + 1) >= 0;
-    if (ok) attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    ok = ok && attr >= 0 && H5Awrite(attr, type, value) >= 0;
-    h5_close(attr);
-    h5_close(space);
-    h5_close(type);
-    return ok ? 0 : -1;
-}
-
 static int attr_write_i64(hid_t loc, const char *name, int64_t value)
 {
-    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
-    if (space >= 0) attr = H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0;
-    h5_close(attr);
-    h5_close(space);
-    return ok ? 0 : -1;
-}
-
-/* Reads a fixed-length string attribute into buf (truncated to size). -1 when absent. */
-static int attr_read_string(hid_t loc, const char *name, char *buf, size_t size)
-{
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
-    int ok = type >= 0 && H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type);
-    size_t len = ok ? H5Tget_size(type) : 0;
-    char *tmp = ok ? calloc(len + 1, 1) : NULL;
-    ok = tmp && H5Aread(attr, type, tmp) >= 0;
-    if (ok) snprintf(buf, size, "%s", tmp);
-    free(tmp);
-    h5_close(type);
-    h5_close(attr);
-    return ok ? 0 : -1;
+    return xtal_h5_attr_put(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
 static int attr_read_i64(hid_t loc, const char *name, int64_t *value)
 {
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-    int ok = attr >= 0 && H5Aread(attr, H5T_NATIVE_INT64, value) >= 0;
-    h5_close(attr);
-    return ok ? 0 : -1;
+    return xtal_h5_attr_get(loc, name, H5T_NATIVE_INT64, value);
 }
 
 /* --------------------------------------------------------------- datasets */
@@ -179,9 +90,9 @@ static int dset_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_ty
     if (space >= 0)
         dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    ok = ok && attr_write_string(dset, "units", units) == 0;
-    h5_close(dset);
-    h5_close(space);
+    ok = ok && xtal_h5_attr_put_string(dset, "units", units) == 0;
+    xtal_h5_close(dset);
+    xtal_h5_close(space);
     return ok ? 0 : -1;
 }
 
@@ -196,9 +107,9 @@ static hid_t dset_open_checked(hid_t loc, const char *name, int rank, hsize_t *d
              H5Sget_simple_extent_dims(space, got, NULL) == rank;
     for (int i = 0; ok && i < rank; i++)
         if (dims[i] != (hsize_t)-1 && dims[i] != got[i]) ok = 0;
-    h5_close(space);
+    xtal_h5_close(space);
     if (!ok) {
-        h5_close(dset);
+        xtal_h5_close(dset);
         return -1;
     }
     for (int i = 0; i < rank; i++) dims[i] = got[i];
@@ -210,7 +121,7 @@ static int dset_read(hid_t loc, const char *name, hid_t mem_type, int rank, hsiz
 {
     hid_t dset = dset_open_checked(loc, name, rank, dims);
     int ok = dset >= 0 && H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    h5_close(dset);
+    xtal_h5_close(dset);
     return ok ? 0 : -1;
 }
 
@@ -339,11 +250,11 @@ static int write_properties(hid_t file, const xtal_dataset *ds, const cache_arra
         ok = dset_write(group, link, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims,
                         a->props + (size_t)p * a->n, prop_units(ds->prop_names[p])) == 0;
         hid_t dset = ok ? H5Dopen2(group, link, H5P_DEFAULT) : -1;
-        ok = dset >= 0 && attr_write_string(dset, "column", ds->prop_names[p]) == 0;
-        h5_close(dset);
+        ok = dset >= 0 && xtal_h5_attr_put_string(dset, "column", ds->prop_names[p]) == 0;
+        xtal_h5_close(dset);
     }
-    h5_close(group);
-    h5_close(gcpl);
+    xtal_h5_close(group);
+    xtal_h5_close(gcpl);
     return ok ? 0 : -1;
 }
 
@@ -366,9 +277,9 @@ static int write_structures(hid_t file, const cache_arrays *a)
          dset_write(atoms, "Z", H5T_STD_I32LE, H5T_NATIVE_INT, 1, m1, a->Z, "atomic number") == 0;
     ok = ok && dset_write(atoms, "frac", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, m3, a->frac,
                           "fractional (units of the lattice vectors)") == 0;
-    h5_close(id_type);
-    h5_close(atoms);
-    h5_close(crystals);
+    xtal_h5_close(id_type);
+    xtal_h5_close(atoms);
+    xtal_h5_close(crystals);
     return ok ? 0 : -1;
 }
 
@@ -379,10 +290,10 @@ static int write_root_attributes(hid_t file, const cache_arrays *a, uint32_t crc
     const char *shown = source_path ? source_path : "";
     if (source_path && realpath(source_path, resolved)) shown = resolved;
     int ok =
-        attr_write_string(file, "format", CACHE_FORMAT) == 0 &&
+        xtal_h5_attr_put_string(file, "format", CACHE_FORMAT) == 0 &&
         attr_write_i64(file, "format_version", CACHE_FORMAT_VERSION) == 0 &&
-        attr_write_string(file, "druse_version", DRUSE_VERSION) == 0 &&
-        attr_write_string(file, "source_path", shown) == 0 &&
+        xtal_h5_attr_put_string(file, "druse_version", DRUSE_VERSION) == 0 &&
+        xtal_h5_attr_put_string(file, "source_path", shown) == 0 &&
         attr_write_i64(file, "source_size", st ? (int64_t)st->st_size : -1) == 0 &&
         attr_write_i64(file, "source_mtime", st ? (int64_t)st->st_mtim.tv_sec : -1) == 0 &&
         attr_write_i64(file, "source_mtime_nsec", st ? (int64_t)st->st_mtim.tv_nsec : -1) == 0 &&
@@ -390,9 +301,9 @@ static int write_root_attributes(hid_t file, const cache_arrays *a, uint32_t crc
         attr_write_i64(file, "n_atoms", (int64_t)a->m) == 0 &&
         attr_write_i64(file, "content_crc32", (int64_t)crc) == 0 &&
         attr_write_i64(file, "created", (int64_t)time(NULL)) == 0 &&
-        attr_write_string(file, "units",
-                          "lattice Angstrom (rows are vectors); frac fractional; "
-                          "properties as in the CSV") == 0;
+        xtal_h5_attr_put_string(file, "units",
+                                "lattice Angstrom (rows are vectors); frac fractional; "
+                                "properties as in the CSV") == 0;
     return ok ? 0 : -1;
 }
 
@@ -419,14 +330,14 @@ static int write_file(const char *tmp, const xtal_dataset *ds, const cache_array
     char detail[160];
     if (file < 0) {
         int code = xtal_err_set(err, XTAL_EIO, "%s: cannot create: %s", tmp, h5_detail(detail));
-        h5_close(fapl);
+        xtal_h5_close(fapl);
         return code;
     }
     int ok = write_structures(file, a) == 0 && write_properties(file, ds, a) == 0 &&
              write_root_attributes(file, a, crc, source_path, st) == 0;
     if (!ok) h5_detail(detail);
     ok = H5Fclose(file) >= 0 && ok;
-    h5_close(fapl);
+    xtal_h5_close(fapl);
     if (!ok) return xtal_err_set(err, XTAL_EIO, "%s: cannot write the cache: %s", tmp, detail);
     return XTAL_OK;
 }
@@ -442,9 +353,9 @@ static int write_cache_stat(const xtal_dataset *ds, const char *source_path, con
     uint32_t crc = arrays_crc(&a, ds->n_props, ds->prop_names);
     char tmp[PATH_MAX + 32];
     temp_name(cache_path, tmp, sizeof tmp);
-    h5_quiet q = h5_quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     rc = write_file(tmp, ds, &a, crc, source_path, st, err);
-    h5_quiet_end(q);
+    xtal_h5_quiet_end(q);
     arrays_free(&a);
     if (!rc && rename(tmp, cache_path) != 0)
         rc = xtal_err_set(err, XTAL_EIO, "%s: cannot rename to %s: %s", tmp, cache_path,
@@ -469,9 +380,9 @@ static int read_structures(hid_t file, cache_arrays *a, int np)
 {
     hsize_t nd[1] = {(hsize_t)-1}, md[1] = {(hsize_t)-1};
     hid_t d = dset_open_checked(file, "crystals/natoms", 1, nd);
-    h5_close(d);
+    xtal_h5_close(d);
     hid_t z = dset_open_checked(file, "atoms/Z", 1, md);
-    h5_close(z);
+    xtal_h5_close(z);
     if (d < 0 || z < 0 || nd[0] > INT_MAX || md[0] > nd[0] * (hsize_t)XTAL_MAX_ATOMS) return -1;
     hid_t ids = H5Dopen2(file, "crystals/id", H5P_DEFAULT);
     hid_t type = ids >= 0 ? H5Dget_type(ids) : -1;
@@ -486,8 +397,8 @@ static int read_structures(hid_t file, cache_arrays *a, int np)
     ok = ok && dset_read(file, "crystals/lattice", H5T_NATIVE_DOUBLE, 3, n33, a->lattice) == 0;
     ok = ok && dset_read(file, "atoms/Z", H5T_NATIVE_INT, 1, m1, a->Z) == 0;
     ok = ok && dset_read(file, "atoms/frac", H5T_NATIVE_DOUBLE, 2, m3, a->frac) == 0;
-    h5_close(type);
-    h5_close(ids);
+    xtal_h5_close(type);
+    xtal_h5_close(ids);
     return ok ? 0 : -1;
 }
 
@@ -502,14 +413,14 @@ static int read_properties(hid_t file, cache_arrays *a, int np, char **names)
                                 sizeof link, H5P_DEFAULT) > 0;
         hid_t dset = ok ? H5Dopen2(group, link, H5P_DEFAULT) : -1;
         char column[600];
-        ok = dset >= 0 && attr_read_string(dset, "column", column, sizeof column) == 0;
-        h5_close(dset);
+        ok = dset >= 0 && xtal_h5_attr_get_string(dset, "column", column, sizeof column) == 0;
+        xtal_h5_close(dset);
         names[p] = ok ? strdup(column) : NULL;
         hsize_t dims[1] = {a->n};
         ok = ok && names[p] &&
              dset_read(group, link, H5T_NATIVE_DOUBLE, 1, dims, a->props + (size_t)p * a->n) == 0;
     }
-    h5_close(group);
+    xtal_h5_close(group);
     return ok ? 0 : -1;
 }
 
@@ -564,8 +475,9 @@ static int check_format(hid_t file, const char **why)
     hid_t group = H5Gopen2(file, "properties", H5P_DEFAULT);
     H5G_info_t info;
     if (group >= 0 && H5Gget_info(group, &info) >= 0) n_props = (int64_t)info.nlinks;
-    h5_close(group);
-    if (attr_read_string(file, "format", format, sizeof format) || strcmp(format, CACHE_FORMAT)) {
+    xtal_h5_close(group);
+    if (xtal_h5_attr_get_string(file, "format", format, sizeof format) ||
+        strcmp(format, CACHE_FORMAT)) {
         *why = "not a druse dataset cache";
         return -1;
     }
@@ -614,7 +526,7 @@ static hid_t open_cache(const char *path, xtal_err *err)
     char detail[160];
     if (file < 0)
         xtal_err_set(err, XTAL_EPARSE, "%s: unreadable cache: %s", path, h5_detail(detail));
-    h5_close(fapl);
+    xtal_h5_close(fapl);
     return file;
 }
 
@@ -623,11 +535,11 @@ int xtal_dataset_read_cache(const char *cache_path, xtal_dataset *ds, xtal_err *
     memset(ds, 0, sizeof *ds);
     if (access(cache_path, R_OK) != 0)
         return xtal_err_set(err, XTAL_EIO, "%s: %s", cache_path, strerror(errno));
-    h5_quiet q = h5_quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     hid_t file = open_cache(cache_path, err);
     int rc = file < 0 ? XTAL_EPARSE : read_cache_file(file, cache_path, ds, err);
-    h5_close(file);
-    h5_quiet_end(q);
+    xtal_h5_close(file);
+    xtal_h5_quiet_end(q);
     return rc;
 }
 
@@ -646,7 +558,7 @@ static int check_source(hid_t file, const char *cache_path, const char *csv_path
 {
     char source[PATH_MAX] = "";
     int64_t size = -1, sec = -1, nsec = -1;
-    if (attr_read_string(file, "source_path", source, sizeof source) ||
+    if (xtal_h5_attr_get_string(file, "source_path", source, sizeof source) ||
         attr_read_i64(file, "source_size", &size) || attr_read_i64(file, "source_mtime", &sec) ||
         attr_read_i64(file, "source_mtime_nsec", &nsec))
         return xtal_err_set(err, XTAL_EPARSE, "%s: no source attributes", cache_path);
@@ -668,12 +580,12 @@ static int read_if_fresh(const char *cache_path, const char *csv_path, const str
 {
     if (access(cache_path, F_OK) != 0)
         return xtal_err_set(err, XTAL_EIO, "%s: no cache yet", cache_path);
-    h5_quiet q = h5_quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     hid_t file = open_cache(cache_path, err);
     int rc = file < 0 ? XTAL_EPARSE : check_source(file, cache_path, csv_path, st, err);
     if (!rc) rc = read_cache_file(file, cache_path, ds, err);
-    h5_close(file);
-    h5_quiet_end(q);
+    xtal_h5_close(file);
+    xtal_h5_quiet_end(q);
     return rc;
 }
 

@@ -273,3 +273,35 @@ int xtal_dataset_cache_path(const char *csv_path, char *buf, size_t bufsize, xta
 }
 #endif
 #endif
+
+/* ------------------------------------------------------------ HDF5 helpers */
+
+/* Shared by druse's HDF5 files (dataset cache, novelty index, model files, checkpoints).
+ * Declared only where <hdf5.h> is included before this header (this section has its own
+ * guard, so including crystal.h again after <hdf5.h> adds it). All return 0 or -1. */
+#if defined(H5_VERS_MAJOR) && !defined(DRUSE_CRYSTAL_H5)
+#define DRUSE_CRYSTAL_H5
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* HDF5 prints its error stack by default; nothing below pipeline/ prints, so callers switch
+ * it off around each public call. */
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} xtal_h5_quiet;
+xtal_h5_quiet xtal_h5_quiet_begin(void);
+void xtal_h5_quiet_end(xtal_h5_quiet q);
+/* Closes an id of any kind (file, group, dataset, space, type, attribute, property list);
+ * ignores invalid ids. */
+void xtal_h5_close(hid_t id);
+/* Scalar attributes. get: -1 when absent. Strings are fixed-length, NUL-terminated. */
+int xtal_h5_attr_put(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                     const void *value);
+int xtal_h5_attr_put_string(hid_t loc, const char *name, const char *value);
+int xtal_h5_attr_get(hid_t loc, const char *name, hid_t mem_type, void *value);
+int xtal_h5_attr_get_string(hid_t loc, const char *name, char *buf, size_t size);
+#ifdef __cplusplus
+}
+#endif
+#endif

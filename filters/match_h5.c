@@ -21,6 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crystal/crystal.h" /* again, after <hdf5.h>: its HDF5 helpers */
+
 #ifndef DRUSE_VERSION
 #define DRUSE_VERSION "unknown"
 #endif
@@ -29,107 +31,16 @@
 #define INDEX_VERSION 1
 #define ID_LEN        ((size_t)sizeof(((xtal_crystal *)0)->id))
 
-/* HDF5 prints its error stack by default; nothing below pipeline/ prints, so it is switched
- * off for the duration of each public call. */
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static h5_quiet quiet_begin(void)
-{
-    h5_quiet q;
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(h5_quiet q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q.func, q.data);
-}
-
-static void close_id(hid_t id)
-{
-    if (id < 0) return;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE:
-        H5Fclose(id);
-        break;
-    case H5I_GROUP:
-        H5Gclose(id);
-        break;
-    case H5I_DATASET:
-        H5Dclose(id);
-        break;
-    case H5I_DATASPACE:
-        H5Sclose(id);
-        break;
-    case H5I_DATATYPE:
-        H5Tclose(id);
-        break;
-    case H5I_ATTR:
-        H5Aclose(id);
-        break;
-    default:
-        break;
-    }
-}
-
 /* ------------------------------------------------------------ attributes */
-
-static int attr_put(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, const void *v)
-{
-    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
-    if (space >= 0) attr = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = attr >= 0 && H5Awrite(attr, mem_type, v) >= 0;
-    close_id(attr);
-    close_id(space);
-    return ok ? 0 : -1;
-}
-
-static int attr_put_string(hid_t loc, const char *name, const char *value)
-{
-    hid_t type = H5Tcopy(H5T_C_S1);
-    int ok = type >= 0 && H5Tset_size(type, strlen(value) + 1) >= 0 &&
-             attr_put(loc, name, type, type, value) == 0;
-    close_id(type);
-    return ok ? 0 : -1;
-}
 
 static int attr_put_double(hid_t loc, const char *name, double v)
 {
-    return attr_put(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+    return xtal_h5_attr_put(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
 
 static int attr_put_long(hid_t loc, const char *name, long v)
 {
-    return attr_put(loc, name, H5T_STD_I64LE, H5T_NATIVE_LONG, &v);
-}
-
-static int attr_get(hid_t loc, const char *name, hid_t mem_type, void *v)
-{
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-    int ok = attr >= 0 && H5Aread(attr, mem_type, v) >= 0;
-    close_id(attr);
-    return ok ? 0 : -1;
-}
-
-static int attr_get_string(hid_t loc, const char *name, char *buf, size_t size)
-{
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
-    int ok = type >= 0 && H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type);
-    size_t len = ok ? H5Tget_size(type) : 0;
-    char *tmp = ok ? calloc(len + 1, 1) : NULL;
-    ok = tmp && H5Aread(attr, type, tmp) >= 0;
-    if (ok) snprintf(buf, size, "%s", tmp);
-    free(tmp);
-    close_id(type);
-    close_id(attr);
-    return ok ? 0 : -1;
+    return xtal_h5_attr_put(loc, name, H5T_STD_I64LE, H5T_NATIVE_LONG, &v);
 }
 
 /* ------------------------------------------------------------ datasets */
@@ -142,8 +53,8 @@ static int dset_put(hid_t loc, const char *name, hid_t file_type, hid_t mem_type
         dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int ok = dset >= 0 &&
              (dims[0] == 0 || H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
-    close_id(dset);
-    close_id(space);
+    xtal_h5_close(dset);
+    xtal_h5_close(space);
     return ok ? 0 : -1;
 }
 
@@ -158,8 +69,8 @@ static int dset_get(hid_t loc, const char *name, hid_t mem_type, int rank, const
              H5Sget_simple_extent_dims(space, got, NULL) == rank;
     for (int i = 0; ok && i < rank; i++) ok = got[i] == dims[i];
     ok = ok && (dims[0] == 0 || H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
-    close_id(space);
-    close_id(dset);
+    xtal_h5_close(space);
+    xtal_h5_close(dset);
     return ok ? 0 : -1;
 }
 
@@ -170,8 +81,8 @@ static hsize_t dset_len(hid_t loc, const char *name)
     hsize_t dims[3] = {0, 0, 0};
     int ok = space >= 0 && H5Sget_simple_extent_ndims(space) >= 1 &&
              H5Sget_simple_extent_dims(space, dims, NULL) >= 1;
-    close_id(space);
-    close_id(dset);
+    xtal_h5_close(space);
+    xtal_h5_close(dset);
     return ok ? dims[0] : (hsize_t)-1;
 }
 
@@ -234,14 +145,15 @@ static int arrays_from_index(const flt_index *ix, index_arrays *a)
 static int write_attrs(hid_t file, const flt_index *ix, const char *source)
 {
     const flt_match_options *o = flt_index_options(ix);
-    return attr_put_string(file, "format", INDEX_FORMAT) ||
+    return xtal_h5_attr_put_string(file, "format", INDEX_FORMAT) ||
            attr_put_long(file, "version", INDEX_VERSION) ||
            attr_put_double(file, "ltol", o->ltol) || attr_put_double(file, "stol", o->stol) ||
            attr_put_double(file, "angle_tol", o->angle_tol) ||
            attr_put_double(file, "prim_tol", o->prim_tol) ||
            attr_put_long(file, "primitive_cell", o->primitive_cell) ||
-           attr_put_long(file, "scale", o->scale) || attr_put_string(file, "source", source) ||
-           attr_put_string(file, "druse_version", DRUSE_VERSION) ||
+           attr_put_long(file, "scale", o->scale) ||
+           xtal_h5_attr_put_string(file, "source", source) ||
+           xtal_h5_attr_put_string(file, "druse_version", DRUSE_VERSION) ||
            attr_put_long(file, "entries", flt_index_count(ix));
 }
 
@@ -261,10 +173,10 @@ static int write_arrays(hid_t file, const index_arrays *a)
          !dset_put(entries, "lattice", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, n33, a->lattice) &&
          !dset_put(atoms, "Z", H5T_STD_I32LE, H5T_NATIVE_INT, 1, m1, a->Z) &&
          !dset_put(atoms, "frac", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, m3, a->frac);
-    close_id(id_t);
-    close_id(fp_t);
-    close_id(atoms);
-    close_id(entries);
+    xtal_h5_close(id_t);
+    xtal_h5_close(fp_t);
+    xtal_h5_close(atoms);
+    xtal_h5_close(entries);
     return ok ? 0 : -1;
 }
 
@@ -278,7 +190,7 @@ int flt_index_save(const flt_index *ix, const char *path, const char *source, xt
         arrays_free(&a);
         return xtal_err_set(err, XTAL_ENOMEM, "out of memory writing %s", path);
     }
-    h5_quiet q = quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     int rc = XTAL_OK;
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) {
@@ -289,7 +201,7 @@ int flt_index_save(const flt_index *ix, const char *path, const char *source, xt
         if (H5Fclose(file) < 0 && rc == XTAL_OK)
             rc = xtal_err_set(err, XTAL_EIO, "%s: HDF5 close failed", tmp);
     }
-    quiet_end(q);
+    xtal_h5_quiet_end(q);
     arrays_free(&a);
     if (rc == XTAL_OK && rename(tmp, path) != 0)
         rc = xtal_err_set(err, XTAL_EIO, "%s: cannot rename to %s", tmp, path);
@@ -303,18 +215,20 @@ static int read_options(hid_t file, flt_match_options *o, char *source, size_t s
 {
     char format[64] = "";
     long version = 0, prim = 1, scale = 1;
-    if (attr_get_string(file, "format", format, sizeof format) || strcmp(format, INDEX_FORMAT))
+    if (xtal_h5_attr_get_string(file, "format", format, sizeof format) ||
+        strcmp(format, INDEX_FORMAT))
         return -1;
-    if (attr_get(file, "version", H5T_NATIVE_LONG, &version) || version != INDEX_VERSION) return -2;
-    int bad = attr_get(file, "ltol", H5T_NATIVE_DOUBLE, &o->ltol) ||
-              attr_get(file, "stol", H5T_NATIVE_DOUBLE, &o->stol) ||
-              attr_get(file, "angle_tol", H5T_NATIVE_DOUBLE, &o->angle_tol) ||
-              attr_get(file, "prim_tol", H5T_NATIVE_DOUBLE, &o->prim_tol) ||
-              attr_get(file, "primitive_cell", H5T_NATIVE_LONG, &prim) ||
-              attr_get(file, "scale", H5T_NATIVE_LONG, &scale);
+    if (xtal_h5_attr_get(file, "version", H5T_NATIVE_LONG, &version) || version != INDEX_VERSION)
+        return -2;
+    int bad = xtal_h5_attr_get(file, "ltol", H5T_NATIVE_DOUBLE, &o->ltol) ||
+              xtal_h5_attr_get(file, "stol", H5T_NATIVE_DOUBLE, &o->stol) ||
+              xtal_h5_attr_get(file, "angle_tol", H5T_NATIVE_DOUBLE, &o->angle_tol) ||
+              xtal_h5_attr_get(file, "prim_tol", H5T_NATIVE_DOUBLE, &o->prim_tol) ||
+              xtal_h5_attr_get(file, "primitive_cell", H5T_NATIVE_LONG, &prim) ||
+              xtal_h5_attr_get(file, "scale", H5T_NATIVE_LONG, &scale);
     o->primitive_cell = prim != 0;
     o->scale = scale != 0;
-    if (attr_get_string(file, "source", source, size)) source[0] = '\0';
+    if (xtal_h5_attr_get_string(file, "source", source, size)) source[0] = '\0';
     return bad ? -3 : 0;
 }
 
@@ -335,8 +249,8 @@ static int read_arrays(hid_t file, index_arrays *a)
          !dset_get(file, "entries/lattice", H5T_NATIVE_DOUBLE, 3, n33, a->lattice) &&
          !dset_get(file, "atoms/Z", H5T_NATIVE_INT, 1, m1, a->Z) &&
          !dset_get(file, "atoms/frac", H5T_NATIVE_DOUBLE, 2, m3, a->frac);
-    close_id(id_t);
-    close_id(fp_t);
+    xtal_h5_close(id_t);
+    xtal_h5_close(fp_t);
     return ok ? 0 : -1;
 }
 
@@ -373,7 +287,7 @@ int flt_index_load(const char *path, flt_index **out, xtal_err *err)
 {
     *out = NULL;
     if (access(path, R_OK) != 0) return xtal_err_set(err, XTAL_EIO, "%s: cannot read", path);
-    h5_quiet q = quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0) H5Pset_file_locking(fapl, 0, 1); /* read-only; locks fail on some file systems */
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
@@ -397,7 +311,7 @@ int flt_index_load(const char *path, flt_index **out, xtal_err *err)
                                       "%s: entries/ or atoms/ missing or malformed", path);
     }
     if (file >= 0) H5Fclose(file);
-    quiet_end(q);
+    xtal_h5_quiet_end(q);
     if (rc == XTAL_OK) rc = flt_index_new(&opt, &ix, err);
     if (rc == XTAL_OK) {
         xtal_err inner = {{0}};

@@ -13,101 +13,36 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crystal/crystal.h" /* again, after <hdf5.h>: its HDF5 helpers */
+
 #define GEN_FORMAT         "druse-generator"
 #define GEN_FORMAT_VERSION 1
 
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static h5_quiet quiet_begin(void)
-{
-    h5_quiet q;
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(h5_quiet q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q.func, q.data);
-}
-
 static int attr_write_long(hid_t obj, const char *name, long long v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_LLONG, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return a < 0 || e < 0 ? -1 : 0;
-}
-
-static int attr_write_str(hid_t obj, const char *name, const char *s)
-{
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, strlen(s) + 1);
-    H5Tset_strpad(ty, H5T_STR_NULLTERM);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, s);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(ty);
-    return a < 0 || e < 0 ? -1 : 0;
+    return xtal_h5_attr_put(obj, name, H5T_STD_I64LE, H5T_NATIVE_LLONG, &v);
 }
 
 static int attr_read_long(hid_t obj, const char *name, long long *v)
 {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    herr_t e = H5Aread(a, H5T_NATIVE_LLONG, v);
-    H5Aclose(a);
-    return e < 0 ? -1 : 0;
-}
-
-/* Reads a fixed-length string attribute into buf (NUL-terminated). */
-static int attr_read_str(hid_t obj, const char *name, char *buf, size_t bufsize)
-{
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t ft = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
-        size_t n = H5Tget_size(ft);
-        char *tmp = calloc(n + 1, 1);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, n);
-        if (tmp && H5Aread(a, mt, tmp) >= 0) {
-            snprintf(buf, bufsize, "%s", tmp);
-            rc = 0;
-        }
-        H5Tclose(mt);
-        free(tmp);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
+    return xtal_h5_attr_get(obj, name, H5T_NATIVE_LLONG, v);
 }
 
 int gen_model_save(const gen_model *m, const char *path, xtal_err *err)
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    h5_quiet q = quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     int rc = XTAL_OK;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
-        quiet_end(q);
+        xtal_h5_quiet_end(q);
         return xtal_err_set(err, XTAL_EIO, "model file %s: cannot create %s", path, tmp);
     }
     char sha[65];
     gen_params_sha256(m, sha);
     const gen_hparams *hp = &m->hp;
-    int bad = attr_write_str(f, "format", GEN_FORMAT);
+    int bad = xtal_h5_attr_put_string(f, "format", GEN_FORMAT);
     bad |= attr_write_long(f, "format_version", GEN_FORMAT_VERSION);
     bad |= attr_write_long(f, "hidden", hp->hidden);
     bad |= attr_write_long(f, "layers", hp->layers);
@@ -116,10 +51,11 @@ int gen_model_save(const gen_model *m, const char *path, xtal_err *err)
     bad |= attr_write_long(f, "n_types", hp->n_types);
     bad |= attr_write_long(f, "mask_type", GEN_MASK_TYPE);
     bad |= attr_write_long(f, "n_params", (long long)m->n_params);
-    bad |= attr_write_str(f, "params_sha256", sha);
-    bad |= attr_write_str(f, "type_vocabulary",
-                          "type 0 = MASK, type Z = element Z (1..n_types-1); type_head logit k "
-                          "= element k+1");
+    bad |= xtal_h5_attr_put_string(f, "params_sha256", sha);
+    bad |= xtal_h5_attr_put_string(
+        f, "type_vocabulary",
+        "type 0 = MASK, type Z = element Z (1..n_types-1); type_head logit k "
+        "= element k+1");
     hid_t g = H5Gcreate2(f, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) bad = 1;
     for (int i = 0; i < m->n_tensors && !bad; i++) {
@@ -136,7 +72,7 @@ int gen_model_save(const gen_model *m, const char *path, xtal_err *err)
     }
     if (g >= 0) H5Gclose(g);
     if (H5Fclose(f) < 0) bad = 1;
-    quiet_end(q);
+    xtal_h5_quiet_end(q);
     if (bad) {
         unlink(tmp);
         return xtal_err_set(err, XTAL_EIO, "model file %s: write failed", path);
@@ -154,10 +90,10 @@ int gen_model_load(gen_model *m, const char *path, xtal_err *err)
     if (access(path, R_OK) != 0)
         return xtal_err_set(err, XTAL_EIO, "model file %s: cannot read (missing or no permission)",
                             path);
-    h5_quiet q = quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        quiet_end(q);
+        xtal_h5_quiet_end(q);
         return xtal_err_set(err, XTAL_EPARSE,
                             "model file %s: not a readable HDF5 file (corrupt or truncated)", path);
     }
@@ -165,7 +101,7 @@ int gen_model_load(gen_model *m, const char *path, xtal_err *err)
     char fmt[64] = "", sha_file[80] = "";
     long long ver = 0, v[5] = {0}, np = 0;
     static const char *names[5] = {"hidden", "layers", "n_freq", "time_dim", "n_types"};
-    if (attr_read_str(f, "format", fmt, sizeof fmt) || strcmp(fmt, GEN_FORMAT)) {
+    if (xtal_h5_attr_get_string(f, "format", fmt, sizeof fmt) || strcmp(fmt, GEN_FORMAT)) {
         rc = xtal_err_set(err, XTAL_EPARSE,
                           "model file %s: not a druse generator model "
                           "(attribute format is missing or not \"%s\")",
@@ -185,7 +121,7 @@ int gen_model_load(gen_model *m, const char *path, xtal_err *err)
         }
     }
     if (attr_read_long(f, "n_params", &np) ||
-        attr_read_str(f, "params_sha256", sha_file, sizeof sha_file)) {
+        xtal_h5_attr_get_string(f, "params_sha256", sha_file, sizeof sha_file)) {
         rc = xtal_err_set(err, XTAL_EPARSE,
                           "model file %s: attribute n_params or params_sha256 "
                           "missing",
@@ -252,7 +188,7 @@ int gen_model_load(gen_model *m, const char *path, xtal_err *err)
     }
 done:
     H5Fclose(f);
-    quiet_end(q);
+    xtal_h5_quiet_end(q);
     if (rc) gen_model_free(m);
     return rc;
 }

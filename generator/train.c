@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crystal/crystal.h" /* again, after <hdf5.h>: its HDF5 helpers */
+
 #define CKPT_FORMAT  "druse-train-checkpoint"
 #define CKPT_VERSION 1
 
@@ -299,100 +301,20 @@ int gen_validation_loss(const gen_model *m, gen_workspace *w, int n, const gen_b
 
 /* ---------------------------------------------------------- checkpoints */
 
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static h5_quiet quiet_begin(void)
-{
-    h5_quiet q;
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(h5_quiet q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q.func, q.data);
-}
-
 static int put_long(hid_t o, const char *name, long long v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(o, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_LLONG, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return a < 0 || e < 0;
+    return xtal_h5_attr_put(o, name, H5T_STD_I64LE, H5T_NATIVE_LLONG, &v);
 }
 
 static int put_u64(hid_t o, const char *name, uint64_t v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(o, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_UINT64, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return a < 0 || e < 0;
+    return xtal_h5_attr_put(o, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
 }
 
 /* Floats of the config are stored as float32, so that they come back bit-identical. */
 static int put_float(hid_t o, const char *name, float v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(o, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_FLOAT, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return a < 0 || e < 0;
-}
-
-static int put_str(hid_t o, const char *name, const char *s)
-{
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, strlen(s) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(o, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, s);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(ty);
-    return a < 0 || e < 0;
-}
-
-static int get_attr(hid_t o, const char *name, hid_t memtype, void *v)
-{
-    if (H5Aexists(o, name) <= 0) return 1;
-    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    if (a < 0) return 1;
-    herr_t e = H5Aread(a, memtype, v);
-    H5Aclose(a);
-    return e < 0;
-}
-
-static int get_str(hid_t o, const char *name, char *buf, size_t bufsize)
-{
-    if (H5Aexists(o, name) <= 0) return 1;
-    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    if (a < 0) return 1;
-    hid_t ft = H5Aget_type(a);
-    int bad = 1;
-    if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
-        size_t n = H5Tget_size(ft);
-        char *tmp = calloc(n + 1, 1);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, n);
-        if (tmp && H5Aread(a, mt, tmp) >= 0) {
-            snprintf(buf, bufsize, "%s", tmp);
-            bad = 0;
-        }
-        H5Tclose(mt);
-        free(tmp);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return bad;
+    return xtal_h5_attr_put(o, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &v);
 }
 
 static void block_sha(const float *x, size_t n, char hex[65])
@@ -410,7 +332,7 @@ static int put_block(hid_t f, const char *name, const float *x, size_t n)
     if (!bad) {
         char hex[65];
         block_sha(x, n, hex);
-        bad = put_str(ds, "sha256", hex);
+        bad = xtal_h5_attr_put_string(ds, "sha256", hex);
     }
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(sp);
@@ -421,16 +343,16 @@ static int write_checkpoint(const gen_trainer *t, const char *path, xtal_err *er
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    h5_quiet q = quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
-        quiet_end(q);
+        xtal_h5_quiet_end(q);
         return xtal_err_set(err, XTAL_EIO, "checkpoint %s: cannot create %s", path, tmp);
     }
     const gen_model *m = t->model;
     const gen_train_config *c = &t->cfg;
     const gen_hparams *hp = &m->hp;
-    int bad = put_str(f, "format", CKPT_FORMAT);
+    int bad = xtal_h5_attr_put_string(f, "format", CKPT_FORMAT);
     bad |= put_long(f, "format_version", CKPT_VERSION);
     bad |= put_long(f, "hidden", hp->hidden);
     bad |= put_long(f, "layers", hp->layers);
@@ -460,7 +382,7 @@ static int write_checkpoint(const gen_trainer *t, const char *path, xtal_err *er
     bad |= put_block(f, "adam_v", t->v, m->n_params);
     if (t->ema) bad |= put_block(f, "ema", t->ema, m->n_params);
     if (H5Fclose(f) < 0) bad = 1;
-    quiet_end(q);
+    xtal_h5_quiet_end(q);
     if (bad) {
         unlink(tmp);
         return xtal_err_set(err, XTAL_EIO, "checkpoint %s: write failed", path);
@@ -506,7 +428,7 @@ static int get_block(hid_t f, const char *path, const char *name, float *x, size
         rc = xtal_err_set(err, XTAL_EPARSE,
                           "checkpoint %s: dataset %s cannot be read (corrupt or truncated)", path,
                           name);
-    else if (get_str(ds, "sha256", want, sizeof want))
+    else if (xtal_h5_attr_get_string(ds, "sha256", want, sizeof want))
         rc = xtal_err_set(err, XTAL_EPARSE, "checkpoint %s: dataset %s has no sha256", path, name);
     else {
         block_sha(x, n, have);
@@ -527,10 +449,10 @@ static int read_checkpoint(gen_trainer *t, const char *path, xtal_err *err)
     if (access(path, R_OK) != 0)
         return xtal_err_set(err, XTAL_EIO, "checkpoint %s: cannot read (missing or no permission)",
                             path);
-    h5_quiet q = quiet_begin();
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        quiet_end(q);
+        xtal_h5_quiet_end(q);
         return xtal_err_set(err, XTAL_EPARSE,
                             "checkpoint %s: not a readable HDF5 file (corrupt or truncated)", path);
     }
@@ -545,20 +467,20 @@ static int read_checkpoint(gen_trainer *t, const char *path, xtal_err *err)
     static const char *hn[6] = {"hidden", "layers", "n_freq", "time_dim", "n_types", "n_params"};
     long long want[6] = {m->hp.hidden,   m->hp.layers,  m->hp.n_freq,
                          m->hp.time_dim, m->hp.n_types, (long long)n};
-    if (get_str(f, "format", fmt, sizeof fmt) || strcmp(fmt, CKPT_FORMAT)) {
+    if (xtal_h5_attr_get_string(f, "format", fmt, sizeof fmt) || strcmp(fmt, CKPT_FORMAT)) {
         rc = xtal_err_set(err, XTAL_EPARSE,
                           "checkpoint %s: not a druse training checkpoint (attribute format is "
                           "missing or not \"%s\")",
                           path, CKPT_FORMAT);
         goto done;
     }
-    if (get_attr(f, "format_version", H5T_NATIVE_LLONG, &ver) || ver != CKPT_VERSION) {
+    if (xtal_h5_attr_get(f, "format_version", H5T_NATIVE_LLONG, &ver) || ver != CKPT_VERSION) {
         rc = xtal_err_set(err, XTAL_EUNSUPPORTED, "checkpoint %s: format version %lld, expected %d",
                           path, ver, CKPT_VERSION);
         goto done;
     }
     for (int i = 0; i < 6; i++) {
-        if (get_attr(f, hn[i], H5T_NATIVE_LLONG, &h[i])) {
+        if (xtal_h5_attr_get(f, hn[i], H5T_NATIVE_LLONG, &h[i])) {
             rc = xtal_err_set(err, XTAL_EPARSE, "checkpoint %s: attribute %s missing", path, hn[i]);
             goto done;
         }
@@ -570,20 +492,20 @@ static int read_checkpoint(gen_trainer *t, const char *path, xtal_err *err)
             goto done;
         }
     }
-    int bad = get_attr(f, "step", H5T_NATIVE_LLONG, &step);
-    bad |= get_attr(f, "seed", H5T_NATIVE_UINT64, &seed);
-    bad |= get_attr(f, "lr", H5T_NATIVE_FLOAT, &c.lr);
-    bad |= get_attr(f, "min_lr_ratio", H5T_NATIVE_FLOAT, &c.min_lr_ratio);
-    bad |= get_attr(f, "warmup_steps", H5T_NATIVE_LLONG, &warm);
-    bad |= get_attr(f, "total_steps", H5T_NATIVE_LLONG, &total);
-    bad |= get_attr(f, "beta1", H5T_NATIVE_FLOAT, &c.beta1);
-    bad |= get_attr(f, "beta2", H5T_NATIVE_FLOAT, &c.beta2);
-    bad |= get_attr(f, "eps", H5T_NATIVE_FLOAT, &c.eps);
-    bad |= get_attr(f, "weight_decay", H5T_NATIVE_FLOAT, &c.weight_decay);
-    bad |= get_attr(f, "grad_clip", H5T_NATIVE_FLOAT, &c.grad_clip);
-    bad |= get_attr(f, "ema_decay", H5T_NATIVE_FLOAT, &c.ema_decay);
-    bad |= get_attr(f, "micro_batches", H5T_NATIVE_LLONG, &micro);
-    bad |= get_attr(f, "has_ema", H5T_NATIVE_LLONG, &has_ema);
+    int bad = xtal_h5_attr_get(f, "step", H5T_NATIVE_LLONG, &step);
+    bad |= xtal_h5_attr_get(f, "seed", H5T_NATIVE_UINT64, &seed);
+    bad |= xtal_h5_attr_get(f, "lr", H5T_NATIVE_FLOAT, &c.lr);
+    bad |= xtal_h5_attr_get(f, "min_lr_ratio", H5T_NATIVE_FLOAT, &c.min_lr_ratio);
+    bad |= xtal_h5_attr_get(f, "warmup_steps", H5T_NATIVE_LLONG, &warm);
+    bad |= xtal_h5_attr_get(f, "total_steps", H5T_NATIVE_LLONG, &total);
+    bad |= xtal_h5_attr_get(f, "beta1", H5T_NATIVE_FLOAT, &c.beta1);
+    bad |= xtal_h5_attr_get(f, "beta2", H5T_NATIVE_FLOAT, &c.beta2);
+    bad |= xtal_h5_attr_get(f, "eps", H5T_NATIVE_FLOAT, &c.eps);
+    bad |= xtal_h5_attr_get(f, "weight_decay", H5T_NATIVE_FLOAT, &c.weight_decay);
+    bad |= xtal_h5_attr_get(f, "grad_clip", H5T_NATIVE_FLOAT, &c.grad_clip);
+    bad |= xtal_h5_attr_get(f, "ema_decay", H5T_NATIVE_FLOAT, &c.ema_decay);
+    bad |= xtal_h5_attr_get(f, "micro_batches", H5T_NATIVE_LLONG, &micro);
+    bad |= xtal_h5_attr_get(f, "has_ema", H5T_NATIVE_LLONG, &has_ema);
     if (bad || step < 0) {
         rc = xtal_err_set(err, XTAL_EPARSE, "checkpoint %s: training attributes missing or invalid",
                           path);
@@ -625,7 +547,7 @@ done:
     free(vv);
     free(ee);
     H5Fclose(f);
-    quiet_end(q);
+    xtal_h5_quiet_end(q);
     return rc;
 }
 

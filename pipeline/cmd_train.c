@@ -346,28 +346,9 @@ static int save_model(train_run *r, xtal_err *err)
     return rc;
 }
 
-static int attr_str(hid_t obj, const char *name, const char *s)
-{
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, strlen(s) + 1);
-    H5Tset_strpad(ty, H5T_STR_NULLTERM);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, s);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(ty);
-    return a < 0 || e < 0 ? -1 : 0;
-}
-
 static int attr_num(hid_t obj, const char *name, double v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return a < 0 || e < 0 ? -1 : 0;
+    return xtal_h5_attr_put(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
 
 /* Provenance: root attributes train_* added to the written model file (gen_model_load ignores
@@ -379,16 +360,16 @@ static int add_provenance(const train_run *r, long steps, double loss, double vl
     if (f < 0)
         return xtal_err_set(err, XTAL_EIO, "%s: cannot reopen to add provenance",
                             cfg->train.output);
-    int bad = attr_str(f, "train_config", cfg->text);
-    bad |= attr_str(f, "train_config_path", cfg->source);
-    bad |= attr_str(f, "train_dataset", cfg->data.train);
-    bad |= attr_str(f, "val_dataset", cfg->data.val);
+    int bad = xtal_h5_attr_put_string(f, "train_config", cfg->text);
+    bad |= xtal_h5_attr_put_string(f, "train_config_path", cfg->source);
+    bad |= xtal_h5_attr_put_string(f, "train_dataset", cfg->data.train);
+    bad |= xtal_h5_attr_put_string(f, "val_dataset", cfg->data.val);
     bad |= attr_num(f, "train_crystals", (double)r->train.crystals.n);
     bad |= attr_num(f, "train_epochs", (double)cfg->train.epochs);
     bad |= attr_num(f, "train_steps", (double)steps);
     bad |= attr_num(f, "train_loss", loss);
     bad |= attr_num(f, "val_loss", vloss);
-    bad |= attr_str(f, "train_weights", gen_trainer_ema(r->trainer) ? "ema" : "raw");
+    bad |= xtal_h5_attr_put_string(f, "train_weights", gen_trainer_ema(r->trainer) ? "ema" : "raw");
     if (H5Fclose(f) < 0) bad = 1;
     return bad ? xtal_err_set(err, XTAL_EIO, "%s: cannot write the provenance attributes",
                               cfg->train.output)
