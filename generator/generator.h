@@ -72,6 +72,11 @@ typedef struct {
     float *grads;    /* [n_params] gradients, same layout (accumulated by gen_backward) */
     int n_tensors;
     gen_tensor *tensors;
+    /* Atom-count histogram of the training set: natoms_hist[k] = crystals with k atoms,
+     * k = 0 .. natoms_hist_len-1 (index 0 unused); NULL when unknown (an untrained model).
+     * Owned; set it with gen_model_set_natoms_hist. The sampler draws N from it. */
+    double *natoms_hist;
+    int natoms_hist_len;
 } gen_model;
 
 /* Allocates a model for hp, parameters initialized from seed (gen_model_init_params). */
@@ -82,6 +87,8 @@ void gen_model_free(gen_model *m);
  * u / sqrt(fan_in) (PyTorch's default range), the type embedding u, layer norms weight 1 and
  * bias 0. */
 void gen_model_init_params(gen_model *m, uint64_t seed);
+/* Copies hist[0..len) into the model (len 0 clears it). Weights must be finite and >= 0. */
+int gen_model_set_natoms_hist(gen_model *m, const double *hist, int len, xtal_err *err);
 /* Tensor by name, or NULL. */
 const gen_tensor *gen_model_tensor(const gen_model *m, const char *name);
 void gen_zero_grad(gen_model *m);
@@ -151,7 +158,8 @@ int gen_backward(gen_model *m, gen_workspace *w, const gen_batch *b, xtal_err *e
 /* HDF5 model file (format "druse-generator" version 1, docs/generator.md): hyperparameters as
  * root attributes, one float32 dataset per tensor under /params/<name> with its PyTorch shape,
  * and "params_sha256", the SHA-256 of the parameter block (tensors in table order, little-
- * endian float32), checked on load. Written with serial HDF5 to a temporary name beside path
+ * endian float32), checked on load; the atom-count histogram, when the model has one, as the
+ * float64 dataset /natoms_histogram with its own SHA-256 attribute. Written with serial HDF5 to a temporary name beside path
  * and renamed, so a crash never leaves a half-written model under the final name. */
 int gen_model_save(const gen_model *m, const char *path, xtal_err *err);
 /* Loads a model file into m (allocated here; free with gen_model_free). A missing, truncated,

@@ -134,7 +134,29 @@ void gen_model_free(gen_model *m)
     free(m->params);
     free(m->grads);
     free(m->tensors);
+    free(m->natoms_hist);
     memset(m, 0, sizeof *m);
+}
+
+int gen_model_set_natoms_hist(gen_model *m, const double *hist, int len, xtal_err *err)
+{
+    if (len < 0 || len > XTAL_MAX_ATOMS + 1)
+        return xtal_err_set(err, XTAL_ELIMIT, "atom-count histogram of length %d (at most %d)",
+                            len, XTAL_MAX_ATOMS + 1);
+    for (int k = 0; k < len; k++)
+        if (!(hist[k] >= 0) || !isfinite(hist[k]))
+            return xtal_err_set(err, XTAL_EINVALID, "atom-count histogram weight %d is %g", k,
+                                hist[k]);
+    double *copy = NULL;
+    if (len > 0) {
+        if (!(copy = malloc((size_t)len * sizeof *copy)))
+            return xtal_err_set(err, XTAL_ENOMEM, "out of memory");
+        memcpy(copy, hist, (size_t)len * sizeof *copy);
+    }
+    free(m->natoms_hist);
+    m->natoms_hist = copy;
+    m->natoms_hist_len = len;
+    return XTAL_OK;
 }
 
 const gen_tensor *gen_model_tensor(const gen_model *m, const char *name)

@@ -2,7 +2,7 @@
  *
  * Layout (docs/generator.md): root attributes format, format_version, hidden, layers, n_freq,
  * time_dim, n_types, mask_type, n_params, params_sha256; one float32 dataset per tensor under
- * /params/<name> with the tensor's PyTorch shape. Serial HDF5 (H5Fcreate with default property
+ * /params/<name> with the tensor's PyTorch shape; optionally /natoms_histogram (float64). Serial HDF5 (H5Fcreate with default property
  * lists) works on the parallel build as well.
  */
 #include "generator/generator.h"
@@ -26,6 +26,56 @@ static int attr_write_long(hid_t obj, const char *name, long long v)
 static int attr_read_long(hid_t obj, const char *name, long long *v)
 {
     return xtal_h5_attr_get(obj, name, H5T_NATIVE_LLONG, v);
+}
+
+/* The atom-count histogram: dataset /natoms_histogram (float64 little-endian, index = atoms per
+ * cell) with the SHA-256 of its bytes as attribute "sha256". */
+static int hist_write(hid_t f, const gen_model *m)
+{
+    hsize_t n = (hsize_t)m->natoms_hist_len;
+    hid_t sp = H5Screate_simple(1, &n, NULL);
+    hid_t ds = H5Dcreate2(f, "natoms_histogram", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+    char sha[65];
+    gen_sha256_hex(m->natoms_hist, n * sizeof(double), sha);
+    int bad = ds < 0 ||
+              H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->natoms_hist) < 0;
+    if (!bad) bad = xtal_h5_attr_put_string(ds, "sha256", sha);
+    if (!bad)
+        bad = xtal_h5_attr_put_string(ds, "meaning",
+                                      "training crystals with k atoms per cell at index k");
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    return bad;
+}
+
+/* Reads /natoms_histogram when present (a model without one keeps NULL). */
+static int hist_read(hid_t f, gen_model *m, const char *path, xtal_err *err)
+{
+    if (H5Lexists(f, "natoms_histogram", H5P_DEFAULT) <= 0) return XTAL_OK;
+    hid_t ds = H5Dopen2(f, "natoms_histogram", H5P_DEFAULT);
+    hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
+    hsize_t n = 0;
+    int ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 1 &&
+             H5Sget_simple_extent_dims(sp, &n, NULL) == 1 && n >= 1 &&
+             n <= (hsize_t)XTAL_MAX_ATOMS + 1;
+    double *h = ok ? malloc(n * sizeof *h) : NULL;
+    char sha_file[80] = "", sha[65] = "";
+    if (ok && h && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, h) >= 0 &&
+        !xtal_h5_attr_get_string(ds, "sha256", sha_file, sizeof sha_file))
+        gen_sha256_hex(h, n * sizeof(double), sha);
+    if (sp >= 0) H5Sclose(sp);
+    if (ds >= 0) H5Dclose(ds);
+    int rc = XTAL_OK;
+    xtal_err e2;
+    if (!sha[0] || strcmp(sha, sha_file))
+        rc = xtal_err_set(err, XTAL_EPARSE,
+                          "model file %s: natoms_histogram is unreadable or fails its checksum",
+                          path);
+    else if (gen_model_set_natoms_hist(m, h, (int)n, &e2) < 0)
+        rc = xtal_err_set(err, XTAL_EPARSE, "model file %s: natoms_histogram: %s", path, e2.msg);
+    free(h);
+    return rc;
 }
 
 int gen_model_save(const gen_model *m, const char *path, xtal_err *err)
@@ -71,6 +121,7 @@ int gen_model_save(const gen_model *m, const char *path, xtal_err *err)
         H5Sclose(sp);
     }
     if (g >= 0) H5Gclose(g);
+    if (!bad && m->natoms_hist_len > 0) bad = hist_write(f, m);
     if (H5Fclose(f) < 0) bad = 1;
     xtal_h5_quiet_end(q);
     if (bad) {
@@ -186,6 +237,7 @@ int gen_model_load(gen_model *m, const char *path, xtal_err *err)
                           path, sha_file, sha);
         goto done;
     }
+    rc = hist_read(f, m, path, err);
 done:
     H5Fclose(f);
     xtal_h5_quiet_end(q);

@@ -301,17 +301,17 @@ int pipe_cmd_sample(int argc, char **argv)
         pipe_error("sample", "%s", err.msg);
         return PIPE_EXIT_FAILURE;
     }
-    /* the model file has no atom-count histogram yet: flat over 1..20 */
-    double hist[21];
-    for (int k = 0; k <= 20; k++) hist[k] = k ? 1.0 : 0.0;
+    /* a model file without an atom-count histogram (untrained): flat over 1..20 */
+    double flat[21];
+    for (int k = 0; k <= 20; k++) flat[k] = k ? 1.0 : 0.0;
     gen_sampler_opts o = gen_sampler_opts_default();
     o.steps = a.steps;
     o.stride = a.stride;
     o.corrector = a.corrector;
     o.type_temperature = a.temperature;
     o.natoms = a.natoms;
-    o.natoms_hist = hist;
-    o.hist_len = 21;
+    o.natoms_hist = m.natoms_hist ? m.natoms_hist : flat;
+    o.hist_len = m.natoms_hist ? m.natoms_hist_len : 21;
     if (ncomp) {
         o.composition = comp;
         o.comp_len = ncomp;

@@ -253,6 +253,20 @@ static int load_data(const char *path, int max_n, int n_types, xtal_dataset *ds,
     return XTAL_OK;
 }
 
+/* The atom-count histogram of the training crystals, stored in the model for the sampler. */
+static int set_natoms_hist(gen_model *m, const xtal_list *l, xtal_err *err)
+{
+    int len = 2;
+    for (int i = 0; i < l->n; i++)
+        if (l->items[i].natoms + 1 > len) len = l->items[i].natoms + 1;
+    double *h = calloc((size_t)len, sizeof *h);
+    if (!h) return xtal_err_set(err, XTAL_ENOMEM, "out of memory");
+    for (int i = 0; i < l->n; i++) h[l->items[i].natoms] += 1;
+    int rc = gen_model_set_natoms_hist(m, h, len, err);
+    free(h);
+    return rc;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -376,6 +390,20 @@ static int add_provenance(const train_run *r, long steps, double loss, double vl
                : XTAL_OK;
 }
 
+/* Checkpoint (collective), then rank 0 writes the model file so far (EMA weights, histogram,
+ * provenance): a long run always leaves a usable model of its latest checkpoint. */
+static int save_all(train_run *r, int rank, int size, long done, double loss, double vloss,
+                    xtal_err *err)
+{
+    int rc = gen_trainer_save(r->trainer, r->ckpt, err);
+    if (rc < 0) return rc;
+    if (rank == 0 && (rc = save_model(r, err)) == XTAL_OK)
+        rc = add_provenance(r, done, loss, vloss, err);
+    if (size > 1) MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rc < 0 && rank != 0) xtal_err_set(err, rc, "rank 0 failed to write the model");
+    return rc;
+}
+
 static void progress(int tty, long step, long total, long epoch, int epochs, double loss,
                      double vloss, double lr, double rate, int newline)
 {
@@ -427,6 +455,7 @@ static int train_main(train_run *r, int rank, int size, xtal_err *err)
     if ((rc = gen_train_config_check(&tc, err)) < 0) return rc;
     if ((rc = gen_model_create(&r->model, &hp, tr->seed, err)) < 0) return rc;
     r->have_model = 1;
+    if ((rc = set_natoms_hist(&r->model, &r->train.crystals, err)) < 0) return rc;
     if ((rc = gen_trainer_create(&r->trainer, &r->model, &tc, NULL, err)) < 0) return rc;
     if (!(r->ws = gen_workspace_new())) return xtal_err_set(err, XTAL_ENOMEM, "out of memory");
 
@@ -481,7 +510,7 @@ static int train_main(train_run *r, int rank, int size, xtal_err *err)
         int end_epoch = done % spe == 0;
         if (end_epoch && (rc = val_loss(r, &vloss, err)) < 0) return rc;
         if (tr->checkpoint_every_steps > 0 && done % tr->checkpoint_every_steps == 0 &&
-            done < total && (rc = gen_trainer_save(r->trainer, r->ckpt, err)) < 0)
+            done < total && (rc = save_all(r, rank, size, done, loss, vloss, err)) < 0)
             return rc;
         if (rank == 0 && (tty || end_epoch || done % 50 == 0)) {
             double el = now_s() - t0;
@@ -489,13 +518,9 @@ static int train_main(train_run *r, int rank, int size, xtal_err *err)
                      el > 0 ? (double)(done - s0) / el : 0, end_epoch);
         }
     }
-    if ((rc = gen_trainer_save(r->trainer, r->ckpt, err)) < 0) return rc;
-    if (rank == 0 && (rc = save_model(r, err)) == XTAL_OK &&
-        (rc = add_provenance(r, done, loss, vloss, err)) == XTAL_OK)
+    if ((rc = save_all(r, rank, size, done, loss, vloss, err)) == XTAL_OK && rank == 0)
         fprintf(stderr, "train: final val loss %.4f; %.1f s; model %s, checkpoint %s\n", vloss,
                 now_s() - t0, tr->output, r->ckpt);
-    if (size > 1) MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (rc < 0 && rank != 0) xtal_err_set(err, rc, "rank 0 failed to write the model");
     return rc;
 }
 
