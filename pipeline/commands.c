@@ -13,5 +13,7 @@ const pipe_command pipe_commands[] = {
     {"relax", "relax structures: cheap potential + FIRE on positions and cell", pipe_cmd_relax},
     {"sample", "sample structures from a generator model (diffusion)", pipe_cmd_sample},
     {"train", "train the generator from a YAML training config", pipe_cmd_train},
+    {"screen", "run a screening campaign (under mpirun): sample, filter, relax, archive",
+     pipe_cmd_screen},
 };
 const int pipe_ncommands = (int)(sizeof pipe_commands / sizeof pipe_commands[0]);
