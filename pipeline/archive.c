@@ -458,6 +458,8 @@ int pipe_archive_read(const char *path, pipe_records *out, pipe_campaign_id *id,
     out->n = rows[0];
     out->n_atoms = rows[1];
     out->n_batches = rows[2];
+    out->atom_base = out->n > 0 ? out->atom_offset[0] : 0;
+    for (long i = 0; i < out->n; i++) out->atom_offset[i] -= out->atom_base;
     for (long i = 0; i < out->n && !rc; i++)
         if (out->natoms[i] < 1 || out->atom_offset[i] < 0 ||
             out->atom_offset[i] + out->natoms[i] > out->n_atoms)

@@ -37,6 +37,8 @@ typedef struct {
     long n, cap;             /* crystals */
     long n_atoms, cap_atoms; /* atom rows */
     long n_batches, cap_batches;
+    int64_t atom_base; /* pipe_archive_read of a segment: its first global atom row (the
+                          offsets below are made local to the set) */
     /* crystals/ */
     uint64_t *sample_id;    /* batch_id * batch_size + index in batch */
     uint32_t *batch_id;

@@ -45,11 +45,11 @@ static void seg_path(const pipe_archive *a, long k, char *buf, size_t size, int 
 static int absorb_segment(pipe_archive *a, const pipe_records *r, const char *path, xtal_err *err)
 {
     pipe_records *all = &a->all;
-    if (r->n > 0 && r->atom_offset[0] != all->n_atoms)
+    if (r->n > 0 && r->atom_base != all->n_atoms)
         return xtal_err_set(err, XTAL_EPARSE,
                             "archive %s: segment %s does not continue the archive (atom offset "
                             "%lld, expected %ld)",
-                            a->path, path, (long long)r->atom_offset[0], all->n_atoms);
+                            a->path, path, (long long)r->atom_base, all->n_atoms);
     int rc = XTAL_OK;
     for (int g = 0; g < 3 && !rc; g++)
         rc = arc_reserve(all, (arc_group)g, arc_rows(all, (arc_group)g) + arc_rows(r, (arc_group)g),
@@ -64,6 +64,7 @@ static int absorb_segment(pipe_archive *a, const pipe_records *r, const char *pa
         memcpy((char *)*arc_column_ptr(all, c) + row * (size_t)arc_rows(all, c->group),
                *arc_column_ptr(r, c), row * (size_t)arc_rows(r, c->group));
     }
+    for (long i = 0; i < r->n; i++) all->atom_offset[all->n + i] += all->n_atoms;
     a->seg_rows[a->n_segments][0] = r->n;
     a->seg_rows[a->n_segments][1] = r->n_atoms;
     a->seg_rows[a->n_segments][2] = r->n_batches;
