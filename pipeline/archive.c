@@ -24,7 +24,10 @@ const char *pipe_count_name(int k)
     return k >= 0 && k < PIPE_NCOUNTS ? count_names[k] : "?";
 }
 
-#define COL(g, n, t, w, u, f) {g, n, t, w, u, offsetof(pipe_records, f)}
+#define COL(g, n, t, w, u, f)                                                                      \
+    {                                                                                              \
+        g, n, t, w, u, offsetof(pipe_records, f)                                                   \
+    }
 const arc_column arc_columns[] = {
     COL(ARC_CRYSTAL, "sample_id", ARC_U64, 1, "batch_id * batch_size + index in batch", sample_id),
     COL(ARC_CRYSTAL, "batch_id", ARC_U32, 1, "sampling batch", batch_id),
@@ -43,8 +46,7 @@ const arc_column arc_columns[] = {
     COL(ARC_CRYSTAL, "converged", ARC_I8, 1, "1 when the relaxation converged", converged),
     COL(ARC_CRYSTAL, "min_distance", ARC_F64, 1, "Angstrom, shortest interatomic distance",
         min_distance),
-    COL(ARC_CRYSTAL, "novel", ARC_I8, 1, "1 novel, 0 in the reference set, -1 no reference",
-        novel),
+    COL(ARC_CRYSTAL, "novel", ARC_I8, 1, "1 novel, 0 in the reference set, -1 no reference", novel),
     COL(ARC_CRYSTAL, "formula", ARC_STR64, 1, "reduced formula", formula),
     COL(ARC_CRYSTAL, "fingerprint", ARC_STRFP, 1, "reduced formula / sites of the reduced cell",
         fingerprint),
@@ -70,13 +72,20 @@ size_t arc_elem_size(arc_type t)
 hid_t arc_h5_type(arc_type t, int file)
 {
     switch (t) {
-    case ARC_U64: return file ? H5T_STD_U64LE : H5T_NATIVE_UINT64;
-    case ARC_U32: return file ? H5T_STD_U32LE : H5T_NATIVE_UINT32;
-    case ARC_I32: return file ? H5T_STD_I32LE : H5T_NATIVE_INT32;
-    case ARC_I64: return file ? H5T_STD_I64LE : H5T_NATIVE_INT64;
-    case ARC_F64: return file ? H5T_IEEE_F64LE : H5T_NATIVE_DOUBLE;
-    case ARC_I8: return file ? H5T_STD_I8LE : H5T_NATIVE_INT8;
-    default: break;
+    case ARC_U64:
+        return file ? H5T_STD_U64LE : H5T_NATIVE_UINT64;
+    case ARC_U32:
+        return file ? H5T_STD_U32LE : H5T_NATIVE_UINT32;
+    case ARC_I32:
+        return file ? H5T_STD_I32LE : H5T_NATIVE_INT32;
+    case ARC_I64:
+        return file ? H5T_STD_I64LE : H5T_NATIVE_INT64;
+    case ARC_F64:
+        return file ? H5T_IEEE_F64LE : H5T_NATIVE_DOUBLE;
+    case ARC_I8:
+        return file ? H5T_STD_I8LE : H5T_NATIVE_INT8;
+    default:
+        break;
     }
     hid_t s = H5Tcopy(H5T_C_S1); /* fixed-length, NUL-padded: h5py reads bytes */
     H5Tset_size(s, arc_elem_size(t));
@@ -299,8 +308,8 @@ int arc_write_duplicates(hid_t f, const int64_t *dup, long n)
     hid_t sp = H5Screate_simple(1, dims, NULL);
     hid_t ds = H5Dcreate2(f, "crystals/duplicate_of", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
                           H5P_DEFAULT);
-    int bad = ds < 0 || (n > 0 && H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                           dup) < 0);
+    int bad =
+        ds < 0 || (n > 0 && H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, dup) < 0);
     if (!bad)
         bad = xtal_h5_attr_put_string(ds, "units",
                                       "sample_id of the first matching record, -1 = unique");
@@ -369,9 +378,8 @@ static int read_column(hid_t f, pipe_records *r, const arc_column *c, long rows,
     if (ok) H5Sget_simple_extent_dims(sp, dims, NULL);
     for (int k = 0; ok && k < nd; k++) ok = dims[k] == want[k];
     hid_t mt = arc_h5_type(c->type, 0);
-    herr_t re = ok && rows > 0
-                    ? H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, *arc_column_ptr(r, c))
-                    : 0;
+    herr_t re =
+        ok && rows > 0 ? H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, *arc_column_ptr(r, c)) : 0;
     arc_h5_type_close(c->type, mt);
     H5Sclose(sp);
     H5Dclose(ds);
@@ -515,4 +523,45 @@ int pipe_dedup_records(const pipe_records *r, int64_t *duplicate_of, xtal_err *e
     free(order);
     free(rep);
     return rc;
+}
+
+/* ------------------------------------------------------------------ gathering */
+
+int pipe_records_append(pipe_records *dst, const pipe_records *src, long i, xtal_err *err)
+{
+    long na = src->natoms[i];
+    int rc = arc_reserve(dst, ARC_CRYSTAL, dst->n + 1, err);
+    if (!rc) rc = arc_reserve(dst, ARC_ATOM, dst->n_atoms + na, err);
+    if (rc) return rc;
+    for (int k = 0; k < arc_ncolumns; k++) {
+        const arc_column *c = &arc_columns[k];
+        size_t row = (size_t)c->width * arc_elem_size(c->type);
+        char *d = *arc_column_ptr(dst, c);
+        const char *s = *arc_column_ptr(src, c);
+        if (c->group == ARC_CRYSTAL)
+            memcpy(d + row * (size_t)dst->n, s + row * (size_t)i, row);
+        else if (c->group == ARC_ATOM)
+            memcpy(d + row * (size_t)dst->n_atoms, s + row * (size_t)src->atom_offset[i],
+                   row * (size_t)na);
+    }
+    dst->atom_offset[dst->n++] = dst->n_atoms;
+    dst->n_atoms += na;
+    return XTAL_OK;
+}
+
+int pipe_archive_read_duplicates(const char *path, long n, int64_t *duplicate_of, xtal_err *err)
+{
+    xtal_h5_quiet q = xtal_h5_quiet_begin();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int ok = f >= 0 && rows_of(f, "crystals/duplicate_of") == n;
+    if (ok && n > 0) {
+        hid_t ds = H5Dopen2(f, "crystals/duplicate_of", H5P_DEFAULT);
+        ok = H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, duplicate_of) >= 0;
+        H5Dclose(ds);
+    }
+    if (f >= 0) H5Fclose(f);
+    xtal_h5_quiet_end(q);
+    return ok ? XTAL_OK
+              : xtal_err_set(err, XTAL_EPARSE, "archive %s: crystals/duplicate_of unreadable",
+                             path);
 }

@@ -40,29 +40,29 @@ typedef struct {
     int64_t atom_base; /* pipe_archive_read of a segment: its first global atom row (the
                           offsets below are made local to the set) */
     /* crystals/ */
-    uint64_t *sample_id;    /* batch_id * batch_size + index in batch */
+    uint64_t *sample_id; /* batch_id * batch_size + index in batch */
     uint32_t *batch_id;
     int32_t *natoms;
-    int64_t *atom_offset;   /* first atom row (global in an archive; local in a buffer) */
-    double *lattice;        /* [n x 9] relaxed, rows are vectors, Angstrom */
+    int64_t *atom_offset; /* first atom row (global in an archive; local in a buffer) */
+    double *lattice;      /* [n x 9] relaxed, rows are vectors, Angstrom */
     double *lattice_unrelaxed;
-    int32_t *spacegroup;    /* relaxed, symprec of the config */
+    int32_t *spacegroup; /* relaxed, symprec of the config */
     int32_t *spacegroup_unrelaxed;
     double *energy_per_atom; /* eV, relaxed */
     double *max_force;       /* eV/Angstrom */
     int32_t *relax_steps;
     int8_t *converged;
-    double *min_distance;   /* Angstrom, relaxed */
-    int8_t *novel;          /* 1 novel, 0 matches the reference, -1 no reference */
-    char (*formula)[PIPE_FORMULA_LEN];          /* reduced formula */
-    char (*fingerprint)[FLT_FINGERPRINT_LEN];   /* filters' bucket key */
+    double *min_distance;              /* Angstrom, relaxed */
+    int8_t *novel;                     /* 1 novel, 0 matches the reference, -1 no reference */
+    char (*formula)[PIPE_FORMULA_LEN]; /* reduced formula */
+    char (*fingerprint)[FLT_FINGERPRINT_LEN]; /* filters' bucket key */
     /* atoms/ */
     int32_t *Z;
     double *frac;           /* [n_atoms x 3] relaxed */
     double *frac_unrelaxed; /* [n_atoms x 3] */
     /* batches/ */
-    uint32_t *done_batch;   /* [n_batches] */
-    int64_t *counts;        /* [n_batches x PIPE_NCOUNTS] the funnel per batch */
+    uint32_t *done_batch; /* [n_batches] */
+    int64_t *counts;      /* [n_batches x PIPE_NCOUNTS] the funnel per batch */
 } pipe_records;
 
 void pipe_records_free(pipe_records *r);
@@ -72,6 +72,8 @@ int pipe_records_add(pipe_records *r, const xtal_crystal *relaxed, const xtal_cr
                      xtal_err *err);
 int pipe_records_add_batch(pipe_records *r, uint32_t batch_id, const int64_t counts[PIPE_NCOUNTS],
                            xtal_err *err);
+/* Appends crystal i of src (its row and atoms) to dst. */
+int pipe_records_append(pipe_records *dst, const pipe_records *src, long i, xtal_err *err);
 /* Crystal i as an xtal_crystal (relaxed or unrelaxed coordinates); free with xtal_crystal_free. */
 int pipe_records_crystal(const pipe_records *r, long i, int unrelaxed, xtal_crystal *out,
                          xtal_err *err);
@@ -90,6 +92,9 @@ typedef struct {
  * the done batches with their funnel, and the campaign identity (config_text malloc'ed into
  * id->config_text, or left NULL when id is NULL). */
 int pipe_archive_read(const char *path, pipe_records *out, pipe_campaign_id *id, xtal_err *err);
+
+/* crystals/duplicate_of of an archive of n crystals. */
+int pipe_archive_read_duplicates(const char *path, long n, int64_t *duplicate_of, xtal_err *err);
 
 /* duplicate_of[i] = sample id of the first (lowest sample id) record that record i matches
  * (StructureMatcher defaults), or -1 when it is the first of its kind. Order-independent: the

@@ -26,7 +26,7 @@ struct pipe_archive {
     pipe_campaign_id id;
     int rank, size;
     long n_segments;
-    long total_atoms;   /* atom rows committed (every rank: global offsets of a new segment) */
+    long total_atoms;    /* atom rows committed (every rank: global offsets of a new segment) */
     unsigned char *done; /* [id.batches] (rank 0) */
     long n_done;
     pipe_records all;    /* rank 0: every committed record */
@@ -93,10 +93,11 @@ static int same_campaign(const pipe_archive *a, const pipe_campaign_id *f, const
                             "resume (restore the config, or set campaign.output to a new archive)",
                             a->path, what);
     if (strcmp(f->model_sha256, a->id.model_sha256))
-        return xtal_err_set(err, XTAL_EINVALID,
-                            "archive %s: %s was written with another model (params sha256 %.12s..., "
-                            "this model %.12s...); refusing to resume",
-                            a->path, what, f->model_sha256, a->id.model_sha256);
+        return xtal_err_set(
+            err, XTAL_EINVALID,
+            "archive %s: %s was written with another model (params sha256 %.12s..., "
+            "this model %.12s...); refusing to resume",
+            a->path, what, f->model_sha256, a->id.model_sha256);
     return XTAL_OK;
 }
 

@@ -266,11 +266,15 @@ static int setup_filters_relax(screen_run *s, xtal_err *err)
 static int count_of_reason(flt_reason r)
 {
     switch (r) {
-    case FLT_REJECT_TOO_CLOSE: return PIPE_COUNT_TOO_CLOSE;
+    case FLT_REJECT_TOO_CLOSE:
+        return PIPE_COUNT_TOO_CLOSE;
     case FLT_REJECT_NOT_NEUTRAL:
-    case FLT_REJECT_TOO_MANY_COMBINATIONS: return PIPE_COUNT_NOT_NEUTRAL;
-    case FLT_REJECT_SYMMETRY: return PIPE_COUNT_SYMMETRY;
-    default: return PIPE_COUNT_INVALID;
+    case FLT_REJECT_TOO_MANY_COMBINATIONS:
+        return PIPE_COUNT_NOT_NEUTRAL;
+    case FLT_REJECT_SYMMETRY:
+        return PIPE_COUNT_SYMMETRY;
+    default:
+        return PIPE_COUNT_INVALID;
     }
 }
 
@@ -399,11 +403,10 @@ static void progress(screen_run *s, int force)
     fprintf(stderr,
             "%sscreen: %ld/%ld batches  %.2f samples/s  sampled %lld  too_close %lld  "
             "not_neutral %lld  symmetry %lld  relax_failed %lld  passed %lld  ETA %s%s",
-            s->tty ? "\r" : "", s->batches_done, s->n_shard, rate,
-            (long long)c[PIPE_COUNT_SAMPLED], (long long)c[PIPE_COUNT_TOO_CLOSE],
-            (long long)c[PIPE_COUNT_NOT_NEUTRAL], (long long)c[PIPE_COUNT_SYMMETRY],
-            (long long)c[PIPE_COUNT_RELAX_FAILED], (long long)c[PIPE_COUNT_PASSED], eta,
-            s->tty ? "  " : "\n");
+            s->tty ? "\r" : "", s->batches_done, s->n_shard, rate, (long long)c[PIPE_COUNT_SAMPLED],
+            (long long)c[PIPE_COUNT_TOO_CLOSE], (long long)c[PIPE_COUNT_NOT_NEUTRAL],
+            (long long)c[PIPE_COUNT_SYMMETRY], (long long)c[PIPE_COUNT_RELAX_FAILED],
+            (long long)c[PIPE_COUNT_PASSED], eta, s->tty ? "  " : "\n");
     fflush(stderr);
 }
 
@@ -421,14 +424,15 @@ static void summary(screen_run *s)
     pipe_archive_counts(s->archive, c, &dup);
     if (s->tty) fputc('\n', stderr);
     double n = c[PIPE_COUNT_SAMPLED] > 0 ? (double)c[PIPE_COUNT_SAMPLED] : 1;
-    fprintf(stderr, "screen: funnel of %s (%s), %ld of %ld batches of this shard done\n",
-            s->output, s->cfg->campaign.name, s->batches_done, s->n_shard);
+    fprintf(stderr, "screen: funnel of %s (%s), %ld of %ld batches of this shard done\n", s->output,
+            s->cfg->campaign.name, s->batches_done, s->n_shard);
     for (int k = 0; k < PIPE_NCOUNTS; k++)
         fprintf(stderr, "  %-16s %10lld  %6.2f %%\n", pipe_count_name(k), (long long)c[k],
                 100.0 * (double)c[k] / n);
     fprintf(stderr, "  %-16s %10ld  %6.2f %%\n", "duplicate", dup, 100.0 * (double)dup / n);
     fprintf(stderr, "  %-16s %10lld  %6.2f %%\n", "archived",
-            (long long)(c[PIPE_COUNT_PASSED] - dup), 100.0 * (double)(c[PIPE_COUNT_PASSED] - dup) / n);
+            (long long)(c[PIPE_COUNT_PASSED] - dup),
+            100.0 * (double)(c[PIPE_COUNT_PASSED] - dup) / n);
 }
 
 /* ------------------------------------------------------------------ scheduling */

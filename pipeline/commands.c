@@ -15,5 +15,7 @@ const pipe_command pipe_commands[] = {
     {"train", "train the generator from a YAML training config", pipe_cmd_train},
     {"screen", "run a screening campaign (under mpirun): sample, filter, relax, archive",
      pipe_cmd_screen},
+    {"merge", "join the shard archives of one campaign (a job array)", pipe_cmd_merge},
+    {"export", "write archived structures as CIF, POSCAR or extended XYZ", pipe_cmd_export},
 };
 const int pipe_ncommands = (int)(sizeof pipe_commands / sizeof pipe_commands[0]);

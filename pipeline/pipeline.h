@@ -39,6 +39,8 @@ int pipe_cmd_relax(int argc, char **argv);
 int pipe_cmd_sample(int argc, char **argv);
 int pipe_cmd_train(int argc, char **argv);
 int pipe_cmd_screen(int argc, char **argv);
+int pipe_cmd_merge(int argc, char **argv);
+int pipe_cmd_export(int argc, char **argv);
 
 /* `druse --version`: our version and the run-time versions of spglib, HDF5, OpenBLAS and
  * Open MPI. */

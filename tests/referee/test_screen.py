@@ -18,7 +18,8 @@ import archive_tools  # noqa: E402
 DRUSE = os.environ.get("DRUSE", os.path.join(SRC, "build", "druse"))
 DATA = os.environ.get("DRUSE_DATA", os.path.join(SRC, "..", "shared", "data"))
 TMP = os.path.join(os.environ.get("DRUSE_TEST_TMP", "/tmp"), "screen")
-MODEL = os.path.join(SRC, "models", "mp20.h5")
+SHIPPED = os.path.join(SRC, "models", "mp20.h5")
+MODEL = os.path.join(TMP, "model.h5")  # a private copy: a training run may rewrite the shipped one
 KILLS = int(os.environ.get("DRUSE_KILL_MOMENTS", "3"))  # tests/campaign/fault_kill9.sh: 12
 
 CONFIG = """campaign:
@@ -91,6 +92,26 @@ def test_ranks(ref):
         run_ok(write_config(f"np{np_}", out), np_)
         d = archive_tools.differences(ref, out)
         check(not d, f"-np {np_} equals -np 1 bit for bit {d}")
+
+
+def test_shards_merge(ref):
+    """Three shards (a job array without Slurm), merged, equal the single run."""
+    parts = []
+    for i in range(3):
+        out = os.path.join(TMP, f"shard{i}.h5")
+        fresh(out)
+        run_ok(write_config("shard", out), 1 + i % 2, ["--shard", f"{i}/3"])
+        parts.append(out)
+    merged = os.path.join(TMP, "merged.h5")
+    if os.path.exists(merged):
+        os.unlink(merged)
+    r = subprocess.run([DRUSE, "merge", merged] + parts, capture_output=True, text=True)
+    check(r.returncode == 0, f"merge of 3 shards ({r.stderr.strip()})")
+    d = archive_tools.differences(ref, merged)
+    check(not d, f"merged shards equal the single run {d}")
+    r = subprocess.run([DRUSE, "merge", merged + "2", parts[0], parts[0]], capture_output=True,
+                       text=True)
+    check(r.returncode == 1 and "overlap" in r.stderr, "merge refuses overlapping shards")
 
 
 def test_kill9(ref, moments):
@@ -228,11 +249,12 @@ def main():
     if not os.path.isdir(os.path.join(DATA, "mp_20")):
         print("skip: no MP-20 data at", DATA)
         sys.exit(77)
-    if not os.path.exists(MODEL):
-        print("skip: no shipped model", MODEL)
+    if not os.path.exists(SHIPPED):
+        print("skip: no shipped model", SHIPPED)
         sys.exit(77)
     shutil.rmtree(TMP, ignore_errors=True)
     os.makedirs(TMP)
+    shutil.copy(SHIPPED, MODEL)
     INDEX = os.path.join(TMP, "mp20-train-index.h5")
     subprocess.run([DRUSE, "dedup", "--build-index", os.path.join(DATA, "mp_20", "train.csv.gz"),
                     "-o", INDEX], check=True, capture_output=True)
@@ -245,6 +267,7 @@ def main():
     check(len(ref["batches"]) == 8 and attrs["sampled"] == 24, "reference: 8 batches, 24 samples")
     check(attrs["segments"] >= 2, f"reference committed in {attrs['segments']} segments")
     test_ranks(REF)
+    test_shards_merge(REF)
     test_sigterm()
     test_kill9(REF, KILLS)
     test_disk(REF)
