@@ -20,8 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LN_EPS 1e-5f
-#define TWO_PI 6.283185307179586
+#define LN_EPS         1e-5f
+#define TWO_PI         6.283185307179586
+#define GEN_MAX_HIDDEN 4096 /* gen_hparams_check's limit on d */
 
 struct gen_workspace {
     float *arena;
@@ -33,8 +34,8 @@ struct gen_workspace {
     int N, B, keep, have_loss;
     size_t E;
     /* forward */
-    float *temb, *t1, *ta, *u, *g, *Gc, *h, *x, *lnm, *lnr, *tab, *phi, *P, *Q, *z1, *z2, *msg, *nz,
-        *na, *eA, *hf, *fm, *fr, *pool, *Mh, *coord, *lat, *logits;
+    float *temb, *t1, *ta, *u, *g, *Gc, *h, *x, *lnm, *lnr, *tab, *phi, *P, *Q, *z1, *a1, *z2, *msg,
+        *nz, *na, *eA, *hf, *fm, *fr, *pool, *Mh, *coord, *lat, *logits;
     /* loss gradient of the outputs */
     float *dcoord, *dlat, *dlogits;
     /* backward */
@@ -82,12 +83,12 @@ static size_t layout(gen_workspace *w, float *base, const gen_hparams *hp, int N
     TAKE(phi, E * F);
     TAKE(P, n * d);
     TAKE(Q, n * d);
-    TAKE(z1, Le * E * d);
-    TAKE(z2, Le * E * d);
+    TAKE(z1, Le * E * d);           /* W_phi phi, then silu(z1) (no keep) or silu'(z1) (keep) */
+    TAKE(a1, keep ? L * E * d : 0); /* silu(z1) of every layer, for the backward */
+    TAKE(z2, Le * E * d);           /* z2, then silu'(z2) (keep) */
     TAKE(msg, L * n * d);
     TAKE(nz, L * n * d);
     TAKE(na, n * d);
-    TAKE(eA, E * d);
     TAKE(hf, n * d);
     TAKE(fm, n);
     TAKE(fr, n);
@@ -112,10 +113,11 @@ static size_t layout(gen_workspace *w, float *base, const gen_hparams *hp, int N
         TAKE(dt1, nb * d);
         TAKE(dp, nb * d);
         TAKE(dM, nb * 9);
+        TAKE(eA, E * d);
         TAKE(eB, E * d);
     } else {
         w->dh = w->dx = w->dm = w->dnz = w->dP = w->dQ = w->dhf = NULL;
-        w->dGc = w->du = w->dt1 = w->dp = w->dM = w->eB = NULL;
+        w->dGc = w->du = w->dt1 = w->dp = w->dM = w->eA = w->eB = NULL;
     }
 #undef TAKE
     return off;
@@ -171,9 +173,48 @@ static void bias_grad(float *db, const float *dY, size_t rows, int out)
     }
 }
 
+/* The clamp in vexpf needs no-trapping-math: with trapping math (gcc's default) gcc will not
+ * if-convert "x < lo ? lo : x" followed by arithmetic, and the loops below stay scalar. FP
+ * exception flags are never read in druse; the results are the same bits either way.
+ * fp-contract=off keeps a * b + c two roundings in every clone (no FMA in the AVX2 one). */
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math", "fp-contract=off")
+
+/* e^x without libm, written so that gcc vectorizes the loops that inline it (SSE2 at -O3: no
+ * call, no branch, no table; libm's expf was 11% of the profile, called twice per edge feature
+ * per layer). x = n ln2 + r with |r| <= ln2/2 (n rounded by the 1.5*2^23 trick, ln2 split in two
+ * so n*ln2_hi is exact), e^r by Cephes's degree-7 polynomial, 2^n from the exponent bits. The
+ * clamp to [-87.3, 88.3] keeps 2^n normal and finite; SiLU never needs e^x beyond it. Max
+ * relative error 8e-8 (tests/unit/test_gen_expf.c checks it against exp). Plain float ops in a
+ * fixed order: the same input gives the same bits in a vector lane or the scalar tail. */
+static inline float vexpf(float x)
+{
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.3f ? 88.3f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+float gen_fast_expf(float x)
+{
+    return vexpf(x);
+}
+
 static inline float sigmoidf(float z)
 {
-    return 1.0f / (1.0f + expf(-z));
+    return 1.0f / (1.0f + vexpf(-z));
 }
 static inline float silu(float z)
 {
@@ -195,6 +236,103 @@ static void silu_bwd(float *d, const float *z, size_t n)
 {
     for (size_t k = 0; k < n; k++) d[k] *= silu_grad(z[k]);
 }
+
+/* ------------------------------------------------- fused passes over edges
+ * Each E x d array is touched once per use: the bias/node terms, the activation, its
+ * derivative and the reduction over j share one loop over a d-row that stays in L1 (unfused,
+ * these loops and libm's expf were 37% of the profile). With kept activations the forward
+ * stores silu'(z) in place of z, so the backward evaluates no exp at all. These run as AVX2
+ * clones where the CPU has it (as OpenBLAS picks its kernel); fp-contract is off, so every clone
+ * gives the same bits as the SSE2 one. */
+#define EDGE_CLONES __attribute__((target_clones("avx2", "default")))
+
+/* z1_ij = z1_ij + P_i + Q_j (bias and crystal term already in P); z1 := silu(z1) */
+EDGE_CLONES static void edge_in(float *z1, const float *P, const float *Q, int n, int d)
+{
+    for (int li = 0; li < n; li++)
+        for (int lj = 0; lj < n; lj++) {
+            const float *p = P + (size_t)li * d, *q = Q + (size_t)lj * d;
+            float *z = z1 + ((size_t)li * n + lj) * d;
+            for (int k = 0; k < d; k++) z[k] = silu(z[k] + (p[k] + q[k]));
+        }
+}
+
+/* as edge_in, keeping what the backward needs: a1 = silu(z1), z1 := silu'(z1) */
+EDGE_CLONES static void edge_in_keep(float *z1, float *a1, const float *P, const float *Q, int n,
+                                     int d)
+{
+    for (int li = 0; li < n; li++)
+        for (int lj = 0; lj < n; lj++) {
+            const float *p = P + (size_t)li * d, *q = Q + (size_t)lj * d;
+            size_t e = ((size_t)li * n + lj) * d;
+            for (int k = 0; k < d; k++) {
+                float v = z1[e + k] + (p[k] + q[k]), sg = sigmoidf(v);
+                a1[e + k] = v * sg;
+                z1[e + k] = sg * (1.0f + v * (1.0f - sg));
+            }
+        }
+}
+
+/* m_i = mean_j silu(z2_ij + b2); keep: z2 := silu'(z2 + b2) */
+EDGE_CLONES static void edge_out(float *z2, float *msg, const float *b2, int n, int d, int keep)
+{
+    float inv = 1.0f / (float)n;
+    for (int li = 0; li < n; li++) {
+        float *mi = msg + (size_t)li * d;
+        for (int k = 0; k < d; k++) mi[k] = 0.0f;
+        for (int lj = 0; lj < n; lj++) {
+            float *z = z2 + ((size_t)li * n + lj) * d;
+            if (keep)
+                for (int k = 0; k < d; k++) {
+                    float v = z[k] + b2[k], sg = sigmoidf(v);
+                    mi[k] += v * sg;
+                    z[k] = sg * (1.0f + v * (1.0f - sg));
+                }
+            else
+                for (int k = 0; k < d; k++) mi[k] += silu(z[k] + b2[k]);
+        }
+        for (int k = 0; k < d; k++) mi[k] *= inv;
+    }
+}
+
+/* dz2_ij = dm_i / n * silu'(z2_ij) (g2 holds silu'), acc += column sums of dz2 (b2's gradient,
+ * in double: the sum runs over all edges of the batch) */
+EDGE_CLONES static void edge_out_bwd(float *dz2, double *acc, const float *g2, const float *dm,
+                                     int n, int d)
+{
+    float inv = 1.0f / (float)n;
+    for (int li = 0; li < n; li++) {
+        const float *dmi = dm + (size_t)li * d;
+        for (int lj = 0; lj < n; lj++) {
+            size_t e = ((size_t)li * n + lj) * d;
+            for (int k = 0; k < d; k++) {
+                float g = dmi[k] * inv * g2[e + k];
+                dz2[e + k] = g;
+                acc[k] += g;
+            }
+        }
+    }
+}
+
+/* da_ij *= silu'(z1_ij) (g1 holds silu'; da becomes dz1), dP_i += dz1_ij, dQ_j += dz1_ij */
+EDGE_CLONES static void edge_in_bwd(float *da, float *dP, float *dQ, const float *g1, int n, int d)
+{
+    for (int li = 0; li < n; li++) {
+        float *dp = dP + (size_t)li * d;
+        for (int lj = 0; lj < n; lj++) {
+            float *dq = dQ + (size_t)lj * d;
+            size_t e = ((size_t)li * n + lj) * d;
+            for (int k = 0; k < d; k++) {
+                float g = da[e + k] * g1[e + k];
+                da[e + k] = g;
+                dp[k] += g;
+                dq[k] += g;
+            }
+        }
+    }
+}
+
+#pragma GCC pop_options
 
 static void ln_fwd(float *out, float *mean, float *rstd, const float *in, const float *wt,
                    const float *bs, int N, int d)
@@ -459,35 +597,23 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
             const float *gc = w->Gc + (size_t)w->node_b[i] * d;
             for (int k = 0; k < d; k++) p[k] += gc[k] + b1.p[k];
         }
-        /* per edge: z1_ij = W_phi phi_ij + P_i + Q_j */
+        /* per edge: z1_ij = W_phi phi_ij + P_i + Q_j, activation a1 (in place without keep) */
+        float *a1 = keep ? w->a1 + (size_t)l * E * d : z1;
         mm_fwd(z1, d, w->phi, F, W1.p + 2 * d + 6, din, (int)E, F, d, 0.0f);
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
-            for (int li = 0; li < n; li++) {
-                const float *p = w->P + (size_t)(o + li) * d;
-                for (int lj = 0; lj < n; lj++) {
-                    const float *q = w->Q + (size_t)(o + lj) * d;
-                    float *z = z1 + (w->eoff[c] + (size_t)li * n + lj) * d;
-                    for (int k = 0; k < d; k++) z[k] += p[k] + q[k];
-                }
-            }
+            size_t e0 = w->eoff[c] * (size_t)d;
+            const float *p = w->P + (size_t)o * d, *q = w->Q + (size_t)o * d;
+            if (keep)
+                edge_in_keep(z1 + e0, a1 + e0, p, q, n, d);
+            else
+                edge_in(z1 + e0, p, q, n, d);
         }
-        silu_fwd(w->eA, z1, E * d);
-        mm_fwd(z2, d, w->eA, d, W2.p, d, (int)E, d, d, 0.0f);
-        add_bias(z2, b2.p, E, d);
-        /* m_i = mean_j silu(z2_ij) */
+        mm_fwd(z2, d, a1, d, W2.p, d, (int)E, d, d, 0.0f);
+        /* m_i = mean_j silu(z2_ij + b2) */
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
-            float inv = 1.0f / (float)n;
-            for (int li = 0; li < n; li++) {
-                float *mi = mm + (size_t)(o + li) * d;
-                for (int k = 0; k < d; k++) mi[k] = 0.0f;
-                for (int lj = 0; lj < n; lj++) {
-                    const float *z = z2 + (w->eoff[c] + (size_t)li * n + lj) * d;
-                    for (int k = 0; k < d; k++) mi[k] += silu(z[k]);
-                }
-                for (int k = 0; k < d; k++) mi[k] *= inv;
-            }
+            edge_out(z2 + w->eoff[c] * (size_t)d, mm + (size_t)o * d, b2.p, n, d, keep);
         }
         /* node update: h_{l+1} = h_l + Wn2 silu(Wn0 [x, m] + bn0) + bn2 */
         mm_fwd(nz, d, x, d, Wn0.p, 2 * d, N, d, d, 0.0f);
@@ -623,7 +749,9 @@ int gen_backward(gen_model *m, gen_workspace *w, const gen_batch *b, xtal_err *e
 
     for (int l = hp->layers - 1; l >= 0; l--) {
         const float *hl = w->h + (size_t)l * nd, *x = w->x + (size_t)l * nd;
-        const float *z1 = w->z1 + (size_t)l * E * d, *z2 = w->z2 + (size_t)l * E * d;
+        /* silu'(z1), silu(z1), silu'(z2) of this layer, stored by the forward */
+        const float *g1 = w->z1 + (size_t)l * E * d, *a1 = w->a1 + (size_t)l * E * d;
+        const float *g2 = w->z2 + (size_t)l * E * d;
         const float *mm = w->msg + (size_t)l * nd, *nz = w->nz + (size_t)l * nd;
         pref lnw = layer_t(m, l, L_LN_W), lnb = layer_t(m, l, L_LN_B);
         pref W1 = layer_t(m, l, L_E0_W), b1 = layer_t(m, l, L_E0_B);
@@ -644,41 +772,27 @@ int gen_backward(gen_model *m, gen_workspace *w, const gen_batch *b, xtal_err *e
         mm_bwd_x(w->dm, d, w->dnz, d, Wn0.p + d, 2 * d, N, d, d, 0.0f);
 
         /* mean over j and second edge layer: dz2_ij = dm_i / n * silu'(z2_ij) */
+        double acc[GEN_MAX_HIDDEN];
+        for (int k = 0; k < d; k++) acc[k] = 0.0;
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
-            float inv = 1.0f / (float)n;
-            for (int li = 0; li < n; li++) {
-                const float *dmi = w->dm + (size_t)(o + li) * d;
-                for (int lj = 0; lj < n; lj++) {
-                    size_t e = (w->eoff[c] + (size_t)li * n + lj) * d;
-                    for (int k = 0; k < d; k++) w->eB[e + k] = dmi[k] * inv * silu_grad(z2[e + k]);
-                }
-            }
+            size_t e0 = w->eoff[c] * (size_t)d;
+            edge_out_bwd(w->eB + e0, acc, g2 + e0, w->dm + (size_t)o * d, n, d);
         }
-        bias_grad(b2.g, w->eB, E, d);
-        silu_fwd(w->eA, z1, E * d);
-        mm_bwd_w(W2.g, d, w->eB, d, w->eA, d, (int)E, d, d);
+        for (int k = 0; k < d; k++) b2.g[k] += (float)acc[k];
+        mm_bwd_w(W2.g, d, w->eB, d, a1, d, (int)E, d, d);
         mm_bwd_x(w->eA, d, w->eB, d, W2.p, d, (int)E, d, d, 0.0f);
-        silu_bwd(w->eA, z1, E * d); /* eA = dz1 */
 
-        /* first edge layer: per-edge phi part, per-node and per-crystal parts */
-        mm_bwd_w(W1.g + 2 * d + 6, din, w->eA, d, w->phi, F, (int)E, F, d);
+        /* first edge layer: eA = dz1 (fused with the sums over j and i), then the per-edge
+         * phi part, per-node and per-crystal parts */
         memset(w->dP, 0, nd * sizeof(float));
         memset(w->dQ, 0, nd * sizeof(float));
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
-            for (int li = 0; li < n; li++) {
-                float *dp = w->dP + (size_t)(o + li) * d;
-                for (int lj = 0; lj < n; lj++) {
-                    float *dq = w->dQ + (size_t)(o + lj) * d;
-                    const float *dz = w->eA + (w->eoff[c] + (size_t)li * n + lj) * d;
-                    for (int k = 0; k < d; k++) {
-                        dp[k] += dz[k];
-                        dq[k] += dz[k];
-                    }
-                }
-            }
+            size_t e0 = w->eoff[c] * (size_t)d;
+            edge_in_bwd(w->eA + e0, w->dP + (size_t)o * d, w->dQ + (size_t)o * d, g1 + e0, n, d);
         }
+        mm_bwd_w(W1.g + 2 * d + 6, din, w->eA, d, w->phi, F, (int)E, F, d);
         bias_grad(b1.g, w->dP, (size_t)N, d);
         mm_bwd_w(W1.g, din, w->dP, d, x, d, N, d, d);
         mm_bwd_w(W1.g + d, din, w->dQ, d, x, d, N, d, d);
