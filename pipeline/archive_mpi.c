@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "crystal/crystal.h"
@@ -37,6 +38,29 @@ struct pipe_archive {
 static void seg_path(const pipe_archive *a, long k, char *buf, size_t size, int tmp)
 {
     snprintf(buf, size, "%s/seg-%06ld.h5%s", a->dir, k, tmp ? ".tmp" : "");
+}
+
+/* Refuses to start a file that cannot fit: HDF5 keeps a file whose close failed open, and
+ * its shutdown at MPI_Finalize then loops. bytes: the data; metadata gets 256 KiB more. */
+static int check_space(const pipe_archive *a, const char *dir, double bytes, xtal_err *err)
+{
+    struct statvfs vs;
+    if (statvfs(dir, &vs) != 0) return XTAL_OK; /* unknown: let the write tell */
+    double avail = (double)vs.f_bavail * (double)vs.f_frsize, need = bytes + 262144.0;
+    if (avail >= need) return XTAL_OK;
+    return xtal_err_set(err, XTAL_EIO,
+                        "archive %s: disk full in %s (%.0f KiB free, %.0f KiB needed); the "
+                        "committed data is intact",
+                        a->path, dir, avail / 1024, need / 1024);
+}
+
+static double data_bytes(const long rows[3])
+{
+    double b = 0;
+    for (int i = 0; i < arc_ncolumns; i++)
+        b += (double)rows[arc_columns[i].group] * arc_columns[i].width *
+             (double)arc_elem_size(arc_columns[i].type);
+    return b;
 }
 
 /* ------------------------------------------------------------ rank 0: segments */
@@ -194,6 +218,8 @@ static int rebuild_master(pipe_archive *a, xtal_err *err)
     if (!dup) return xtal_err_set(err, XTAL_ENOMEM, "out of memory");
     a->dup = dup;
     int rc = pipe_dedup_records(all, dup, err);
+    if (!rc)
+        rc = check_space(a, a->dir, 8.0 * (double)all->n + 4096.0 * (double)a->n_segments, err);
     if (rc) return rc;
     int64_t counts[PIPE_NCOUNTS];
     long ndup;
@@ -361,7 +387,8 @@ int pipe_archive_commit(pipe_archive *a, pipe_records *mine, xtal_err *err)
     long k = a->n_segments + 1;
     char tmp[4300];
     seg_path(a, k, tmp, sizeof tmp, 1);
-    int rc = XTAL_OK;
+    int rc = a->rank == 0 ? check_space(a, a->dir, data_bytes(total), err) : XTAL_OK;
+    if ((rc = agree(rc, a->rank, err, "find room for the segment"))) return rc;
     if (write_segment(a, mine, tmp, first, total)) {
         if (a->rank == 0) unlink(tmp);
         rc = xtal_err_set(err, XTAL_EIO,

@@ -1149,7 +1149,7 @@ static void print_filters(FILE *out, const pipe_filters_config *f)
     if (f->novelty_reference)
         put_string(out, "  ", "novelty_reference", f->novelty_reference);
     else
-        fputs("  # novelty_reference: not set (no novelty check)\n", out);
+        fputs("  # novelty_reference: not set (the model's training set, when found)\n", out);
 }
 
 static void print_relax(FILE *out, const pipe_relax_config *r)
