@@ -29,13 +29,14 @@ struct gen_workspace {
     size_t cap;
     int *node_b;  /* [N] crystal of each atom */
     size_t *eoff; /* [B+1] first edge of each crystal */
+    size_t *poff; /* [B+1] first pair (i <= j) of each crystal */
     int icap_n, icap_b;
     /* dimensions of the last forward */
     int N, B, keep, have_loss;
-    size_t E;
+    size_t E, Ep; /* edges sum n^2, pairs sum n (n+1) / 2 */
     /* forward */
-    float *temb, *t1, *ta, *u, *g, *Gc, *h, *x, *lnm, *lnr, *tab, *phi, *P, *Q, *z1, *a1, *z2, *msg,
-        *nz, *na, *eA, *hf, *fm, *fr, *pool, *Mh, *coord, *lat, *logits;
+    float *temb, *t1, *ta, *u, *g, *Gc, *h, *x, *lnm, *lnr, *tab, *phi, *Wsc, *U, *V, *P, *Q, *z1,
+        *a1, *z2, *msg, *nz, *na, *eA, *hf, *fm, *fr, *pool, *Mh, *coord, *lat, *logits;
     /* loss gradient of the outputs */
     float *dcoord, *dlat, *dlogits;
     /* backward */
@@ -53,12 +54,13 @@ void gen_workspace_free(gen_workspace *w)
     free(w->arena);
     free(w->node_b);
     free(w->eoff);
+    free(w->poff);
     free(w);
 }
 
 /* Places every buffer in one arena (base NULL: only counts). Returns floats needed. */
 static size_t layout(gen_workspace *w, float *base, const gen_hparams *hp, int N, int B, size_t E,
-                     int keep)
+                     size_t Ep, int keep)
 {
     size_t off = 0;
     size_t d = (size_t)hp->hidden, L = (size_t)hp->layers, F = 6 * (size_t)hp->n_freq;
@@ -80,7 +82,10 @@ static size_t layout(gen_workspace *w, float *base, const gen_hparams *hp, int N
     TAKE(lnm, L * n);
     TAKE(lnr, L * n);
     TAKE(tab, n * F);
-    TAKE(phi, E * F);
+    TAKE(phi, Ep * F); /* per pair i <= j: [sin part (3K) | cos part (3K)] */
+    TAKE(Wsc, d * F);  /* W_phi with the same column order */
+    TAKE(U, Ep * d);   /* W_sin sin-part; backward: dz_ij - dz_ji */
+    TAKE(V, Ep * d);   /* W_cos cos-part; backward: dz_ij + dz_ji */
     TAKE(P, n * d);
     TAKE(Q, n * d);
     TAKE(z1, Le * E * d);           /* W_phi phi, then silu(z1) (no keep) or silu'(z1) (keep) */
@@ -246,31 +251,114 @@ static void silu_bwd(float *d, const float *z, size_t n)
  * gives the same bits as the SSE2 one. */
 #define EDGE_CLONES __attribute__((target_clones("avx2", "default")))
 
-/* z1_ij = z1_ij + P_i + Q_j (bias and crystal term already in P); z1 := silu(z1) */
-EDGE_CLONES static void edge_in(float *z1, const float *P, const float *Q, int n, int d)
+/* First index of the pairs (r, s >= r) in an n-atom crystal: the rows above r of the upper
+ * triangle, sum_{t<r} (n - t). */
+static inline size_t pair_row(int n, int r)
+{
+    return (size_t)r * (size_t)(2 * n - r + 1) / 2;
+}
+
+/* W_phi phi_ij of edge (i, j) from pair p = (min, max): phi_ji has the sin part negated and the
+ * cos part unchanged (sin, cos of f_i - f_j = -(f_j - f_i)), so W_phi phi_ij = V_p + U_p for
+ * i <= j and V_p - U_p for i > j: the phi GEMM runs over n (n+1) / 2 pairs, not n^2 edges.
+ * Sets *u and *v to row p and returns the sign of U. */
+static inline float pair_of(const float *U, const float *V, int n, int li, int lj, int d,
+                            const float **u, const float **v)
+{
+    int r = li < lj ? li : lj, t = li < lj ? lj : li;
+    size_t p = (pair_row(n, r) + (size_t)(t - r)) * (size_t)d;
+    *u = U + p;
+    *v = V + p;
+    return li <= lj ? 1.0f : -1.0f;
+}
+
+/* z1_ij = (V_p +- U_p) + (P_i + Q_j) (bias and crystal term already in P), stored as silu(z1) */
+EDGE_CLONES static void edge_in(float *z1, const float *U, const float *V, const float *P,
+                                const float *Q, int n, int d)
 {
     for (int li = 0; li < n; li++)
         for (int lj = 0; lj < n; lj++) {
-            const float *p = P + (size_t)li * d, *q = Q + (size_t)lj * d;
+            const float *p = P + (size_t)li * d, *q = Q + (size_t)lj * d, *u, *v;
+            float sg = pair_of(U, V, n, li, lj, d, &u, &v);
             float *z = z1 + ((size_t)li * n + lj) * d;
-            for (int k = 0; k < d; k++) z[k] = silu(z[k] + (p[k] + q[k]));
+            for (int k = 0; k < d; k++) z[k] = silu((v[k] + sg * u[k]) + (p[k] + q[k]));
         }
 }
 
 /* as edge_in, keeping what the backward needs: a1 = silu(z1), z1 := silu'(z1) */
-EDGE_CLONES static void edge_in_keep(float *z1, float *a1, const float *P, const float *Q, int n,
-                                     int d)
+EDGE_CLONES static void edge_in_keep(float *z1, float *a1, const float *U, const float *V,
+                                     const float *P, const float *Q, int n, int d)
 {
     for (int li = 0; li < n; li++)
         for (int lj = 0; lj < n; lj++) {
-            const float *p = P + (size_t)li * d, *q = Q + (size_t)lj * d;
+            const float *p = P + (size_t)li * d, *q = Q + (size_t)lj * d, *u, *v;
+            float sg = pair_of(U, V, n, li, lj, d, &u, &v);
             size_t e = ((size_t)li * n + lj) * d;
             for (int k = 0; k < d; k++) {
-                float v = z1[e + k] + (p[k] + q[k]), sg = sigmoidf(v);
-                a1[e + k] = v * sg;
-                z1[e + k] = sg * (1.0f + v * (1.0f - sg));
+                float x = (v[k] + sg * u[k]) + (p[k] + q[k]), sx = sigmoidf(x);
+                a1[e + k] = x * sx;
+                z1[e + k] = sx * (1.0f + x * (1.0f - sx));
             }
         }
+}
+
+/* The backward of pair_of: dU_p = dz_ij - dz_ji, dV_p = dz_ij + dz_ji (i < j); dz_ii at i = j */
+static void pair_grads(float *dU, float *dV, const float *dz, int n, int d)
+{
+    size_t p = 0;
+    for (int li = 0; li < n; li++)
+        for (int lj = li; lj < n; lj++, p++) {
+            const float *a = dz + ((size_t)li * n + lj) * d, *b = dz + ((size_t)lj * n + li) * d;
+            float *du = dU + p * d, *dv = dV + p * d;
+            if (li == lj)
+                for (int k = 0; k < d; k++) du[k] = dv[k] = a[k];
+            else
+                for (int k = 0; k < d; k++) {
+                    du[k] = a[k] - b[k];
+                    dv[k] = a[k] + b[k];
+                }
+        }
+}
+
+/* Pair features of one crystal from its node tables t[n x 2H] ([sin | cos], H = 3K):
+ * row p = (i, j >= i) is [sin(f_j - f_i) | cos(f_j - f_i)] by angle addition (no trig per pair) */
+static void pair_features(float *phi, const float *t, int n, int H)
+{
+    for (int li = 0; li < n; li++) {
+        const float *si = t + (size_t)li * 2 * H, *ci = si + H;
+        for (int lj = li; lj < n; lj++) {
+            const float *sj = t + (size_t)lj * 2 * H, *cj = sj + H;
+            float *ps = phi + (pair_row(n, li) + (size_t)(lj - li)) * 2 * H, *pc = ps + H;
+            for (int k = 0; k < H; k++) {
+                ps[k] = sj[k] * ci[k] - cj[k] * si[k];
+                pc[k] = cj[k] * ci[k] + sj[k] * si[k];
+            }
+        }
+    }
+}
+
+/* W_phi's columns (per axis a: K sin, K cos) gathered as [all sin | all cos], the order of
+ * pair_features: Wsc[o][a*K + k] = W[o][a*2K + k], Wsc[o][3K + a*K + k] = W[o][a*2K + K + k] */
+static void phi_weights(float *Wsc, const float *W, int ldw, int d, int K)
+{
+    for (int o = 0; o < d; o++)
+        for (int a = 0; a < 3; a++)
+            for (int k = 0; k < K; k++) {
+                Wsc[(size_t)o * 6 * K + a * K + k] = W[(size_t)o * ldw + 2 * K * a + k];
+                Wsc[(size_t)o * 6 * K + 3 * K + a * K + k] = W[(size_t)o * ldw + 2 * K * a + K + k];
+            }
+}
+
+/* dW += dWsc scattered back to W_phi's column order (the inverse of phi_weights) */
+static void phi_weights_grad(float *dW, int ldw, const float *dWsc, int d, int K)
+{
+    for (int o = 0; o < d; o++)
+        for (int a = 0; a < 3; a++)
+            for (int k = 0; k < K; k++) {
+                dW[(size_t)o * ldw + 2 * K * a + k] += dWsc[(size_t)o * 6 * K + a * K + k];
+                dW[(size_t)o * ldw + 2 * K * a + K + k] +=
+                    dWsc[(size_t)o * 6 * K + 3 * K + a * K + k];
+            }
 }
 
 /* m_i = mean_j silu(z2_ij + b2); keep: z2 := silu'(z2 + b2) */
@@ -455,16 +543,20 @@ static int ensure(gen_workspace *w, const gen_model *m, const gen_batch *b, int 
         size_t *p = realloc(w->eoff, (size_t)(B + 1) * sizeof(size_t));
         if (!p) return xtal_err_set(err, XTAL_ENOMEM, "out of memory (workspace)");
         w->eoff = p;
+        p = realloc(w->poff, (size_t)(B + 1) * sizeof(size_t));
+        if (!p) return xtal_err_set(err, XTAL_ENOMEM, "out of memory (workspace)");
+        w->poff = p;
         w->icap_b = B + 1;
     }
-    w->eoff[0] = 0;
+    w->eoff[0] = w->poff[0] = 0;
     for (int c = 0; c < B; c++) {
         size_t n = (size_t)(b->offsets[c + 1] - b->offsets[c]);
         w->eoff[c + 1] = w->eoff[c] + n * n;
+        w->poff[c + 1] = w->poff[c] + n * (n + 1) / 2;
         for (int i = b->offsets[c]; i < b->offsets[c + 1]; i++) w->node_b[i] = c;
     }
-    size_t E = w->eoff[B];
-    size_t need = layout(w, NULL, &m->hp, N, B, E, keep);
+    size_t E = w->eoff[B], Ep = w->poff[B];
+    size_t need = layout(w, NULL, &m->hp, N, B, E, Ep, keep);
     if (need > w->cap) {
         free(w->arena);
         w->arena = malloc(need * sizeof(float));
@@ -474,10 +566,11 @@ static int ensure(gen_workspace *w, const gen_model *m, const gen_batch *b, int 
         }
         w->cap = need;
     }
-    layout(w, w->arena, &m->hp, N, B, E, keep);
+    layout(w, w->arena, &m->hp, N, B, E, Ep, keep);
     w->N = N;
     w->B = B;
     w->E = E;
+    w->Ep = Ep;
     w->keep = keep;
     w->have_loss = 0;
     return XTAL_OK;
@@ -540,7 +633,7 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
         gc[5] = (float)G[1][2];
     }
 
-    /* per-node tables: tab[i][c*2K + k] = sin(2 pi (k+1) f_ic), [c*2K + K + k] = cos(...) */
+    /* per-node tables: tab[i][a*K + k] = sin(2 pi (k+1) f_ia), [3K + a*K + k] = cos(...) */
     for (int i = 0; i < N; i++) {
         float *ti = w->tab + (size_t)i * F;
         for (int c = 0; c < 3; c++) {
@@ -548,30 +641,14 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
             f -= floor(f); /* periodic: keeps the angles small */
             for (int k = 0; k < K; k++) {
                 double a = TWO_PI * (k + 1) * f;
-                ti[c * 2 * K + k] = (float)sin(a);
-                ti[c * 2 * K + K + k] = (float)cos(a);
+                ti[c * K + k] = (float)sin(a);
+                ti[3 * K + c * K + k] = (float)cos(a);
             }
         }
     }
-    /* phi_ij = fourier(f_j - f_i) by angle addition: no trig per edge */
     for (int c = 0; c < B; c++) {
         int o = b->offsets[c], n = b->offsets[c + 1] - o;
-        for (int li = 0; li < n; li++) {
-            const float *ti = w->tab + (size_t)(o + li) * F;
-            for (int lj = 0; lj < n; lj++) {
-                const float *tj = w->tab + (size_t)(o + lj) * F;
-                float *ph = w->phi + (w->eoff[c] + (size_t)li * n + lj) * F;
-                for (int a = 0; a < 3; a++) {
-                    const float *si = ti + 2 * K * a, *ci = si + K, *sj = tj + 2 * K * a,
-                                *cj = sj + K;
-                    float *ps = ph + 2 * K * a, *pc = ps + K;
-                    for (int k = 0; k < K; k++) {
-                        ps[k] = sj[k] * ci[k] - cj[k] * si[k];
-                        pc[k] = cj[k] * ci[k] + sj[k] * si[k];
-                    }
-                }
-            }
-        }
+        pair_features(w->phi + w->poff[c] * F, w->tab + (size_t)o * F, n, 3 * K);
     }
 
     for (int l = 0; l < hp->layers; l++) {
@@ -597,17 +674,20 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
             const float *gc = w->Gc + (size_t)w->node_b[i] * d;
             for (int k = 0; k < d; k++) p[k] += gc[k] + b1.p[k];
         }
-        /* per edge: z1_ij = W_phi phi_ij + P_i + Q_j, activation a1 (in place without keep) */
+        /* per edge: z1_ij = W_phi phi_ij + P_i + Q_j = V_p +- U_p + P_i + Q_j (pair p of i, j),
+         * activation a1 (in place of z1 without keep) */
         float *a1 = keep ? w->a1 + (size_t)l * E * d : z1;
-        mm_fwd(z1, d, w->phi, F, W1.p + 2 * d + 6, din, (int)E, F, d, 0.0f);
+        phi_weights(w->Wsc, W1.p + 2 * d + 6, din, d, K);
+        mm_fwd(w->U, d, w->phi, F, w->Wsc, F, (int)w->Ep, 3 * K, d, 0.0f);
+        mm_fwd(w->V, d, w->phi + 3 * K, F, w->Wsc + 3 * K, F, (int)w->Ep, 3 * K, d, 0.0f);
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
-            size_t e0 = w->eoff[c] * (size_t)d;
+            size_t e0 = w->eoff[c] * (size_t)d, p0 = w->poff[c] * (size_t)d;
             const float *p = w->P + (size_t)o * d, *q = w->Q + (size_t)o * d;
             if (keep)
-                edge_in_keep(z1 + e0, a1 + e0, p, q, n, d);
+                edge_in_keep(z1 + e0, a1 + e0, w->U + p0, w->V + p0, p, q, n, d);
             else
-                edge_in(z1 + e0, p, q, n, d);
+                edge_in(z1 + e0, w->U + p0, w->V + p0, p, q, n, d);
         }
         mm_fwd(z2, d, a1, d, W2.p, d, (int)E, d, d, 0.0f);
         /* m_i = mean_j silu(z2_ij + b2) */
@@ -792,7 +872,15 @@ int gen_backward(gen_model *m, gen_workspace *w, const gen_batch *b, xtal_err *e
             size_t e0 = w->eoff[c] * (size_t)d;
             edge_in_bwd(w->eA + e0, w->dP + (size_t)o * d, w->dQ + (size_t)o * d, g1 + e0, n, d);
         }
-        mm_bwd_w(W1.g + 2 * d + 6, din, w->eA, d, w->phi, F, (int)E, F, d);
+        for (int c = 0; c < B; c++) {
+            int n = b->offsets[c + 1] - b->offsets[c];
+            size_t e0 = w->eoff[c] * (size_t)d, p0 = w->poff[c] * (size_t)d;
+            pair_grads(w->U + p0, w->V + p0, w->eA + e0, n, d);
+        }
+        memset(w->Wsc, 0, (size_t)d * F * sizeof(float));
+        mm_bwd_w(w->Wsc, F, w->U, d, w->phi, F, (int)w->Ep, 3 * K, d);
+        mm_bwd_w(w->Wsc + 3 * K, F, w->V, d, w->phi + 3 * K, F, (int)w->Ep, 3 * K, d);
+        phi_weights_grad(W1.g + 2 * d + 6, din, w->Wsc, d, K);
         bias_grad(b1.g, w->dP, (size_t)N, d);
         mm_bwd_w(W1.g, din, w->dP, d, x, d, N, d, d);
         mm_bwd_w(W1.g + d, din, w->dQ, d, x, d, N, d, d);
