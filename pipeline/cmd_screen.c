@@ -133,6 +133,9 @@ typedef struct {
     long samples_this_run;
     double t0, last_print, last_commit;
     int tty;
+    /* seconds spent by this rank, for the time summary (docs/archive.md, "Overhead") */
+    double t_sample, t_filter, t_relax, t_commit;
+    long n_commits;
 } screen_run;
 
 static int identity(screen_run *s, xtal_err *err)
@@ -334,9 +337,12 @@ static int process_sample(screen_run *s, uint32_t batch, uint32_t idx, int64_t *
     xtal_crystal c = {0}, raw = {0};
     int st = 0, sg = 0, rc;
     counts[PIPE_COUNT_SAMPLED]++;
+    double t = now_s();
     rc = gen_sample(&s->model, s->gws, &s->sopt, s->cfg->campaign.seed, batch, idx, 1, &c, &st,
                     NULL, 1, NULL, err);
+    s->t_sample += now_s() - t;
     if (rc < 0) return rc;
+    t = now_s();
     flt_result fr;
     memset(&fr, 0, sizeof fr);
     if (st != GEN_SAMPLE_OK) {
@@ -347,13 +353,19 @@ static int process_sample(screen_run *s, uint32_t batch, uint32_t idx, int64_t *
     } else if ((rc = xtal_crystal_copy(&raw, &c, err)) == XTAL_OK) {
         rlx_outcome ro;
         int sg0 = fr.symmetry.spacegroup;
-        if (!relax_ok(s, &c, &ro, &sg, err, &rc)) {
+        double t1 = now_s();
+        s->t_filter += t1 - t;
+        int ok = relax_ok(s, &c, &ro, &sg, err, &rc);
+        t = now_s();
+        s->t_relax += t - t1;
+        if (!ok) {
             if (rc >= 0) counts[PIPE_COUNT_RELAX_FAILED]++;
         } else if ((rc = pipe_records_add(&s->buf, &c, &raw, err)) == XTAL_OK &&
                    (rc = describe(s, &c, &ro, sg0, sg, batch, idx, err)) == XTAL_OK) {
             counts[PIPE_COUNT_PASSED]++;
         }
     }
+    s->t_filter += now_s() - t; /* the first filter pass, or the records after relaxing */
     flt_result_free(&fr);
     xtal_crystal_free(&c);
     xtal_crystal_free(&raw);
@@ -435,11 +447,30 @@ static void summary(screen_run *s)
             100.0 * (double)(c[PIPE_COUNT_PASSED] - dup) / n);
 }
 
+/* Collective: where the workers' time went. compute = sampling + filters + relax (the work
+ * itself); everything else of workers x wall is dispatch, waiting, records and commits. */
+static void time_summary(screen_run *s)
+{
+    double mine[4] = {s->t_sample, s->t_filter, s->t_relax, s->t_commit}, sum[4] = {0};
+    MPI_Reduce(mine, sum, 4, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (s->rank != 0) return;
+    double wall = now_s() - s->t0, workers = s->size > 1 ? s->size - 1 : 1;
+    double compute = sum[0] + sum[1] + sum[2], avail = wall * workers;
+    fprintf(stderr,
+            "screen: time: wall %.2f s x %.0f workers; sampling %.2f s, filters %.2f s, relax "
+            "%.2f s; commits %.3f s (%ld epochs, per rank); overhead %.2f %% of worker time\n",
+            wall, workers, sum[0], sum[1], sum[2], sum[3] / s->size, s->n_commits,
+            avail > 0 ? 100.0 * (avail - compute) / avail : 0.0);
+}
+
 /* ------------------------------------------------------------------ scheduling */
 
 static int commit(screen_run *s, xtal_err *err)
 {
+    double t = now_s();
     int rc = pipe_archive_commit(s->archive, &s->buf, err);
+    s->t_commit += now_s() - t;
+    s->n_commits++;
     if (!rc) pipe_records_clear(&s->buf);
     s->last_commit = now_s();
     if (s->rank == 0 && !rc && !s->tty) progress(s, 1);
@@ -633,6 +664,7 @@ static int campaign(screen_run *s, xtal_err *err)
         rc = s->rank == 0 ? dispatch(s, err) : work(s, err);
     if (rc < 0) return rc;
     if (s->rank == 0) summary(s);
+    time_summary(s);
     return XTAL_OK;
 }
 
