@@ -217,11 +217,14 @@ void gen_ema_update(float *ema, const float *params, size_t n, float decay);
 /* The batch provider: fills batch and targets for micro-batch `micro` of optimizer step `step`
  * (0-based) on `rank` of `n_ranks`, and *weight, the number of examples the loss of this batch
  * averages over (usually batch->n_crystals). Arrays stay owned by the provider and must stay
- * valid until its next call. Randomness should be counter-based on (seed, step, rank, micro) so
- * that a resumed run sees the same batches. Returns XTAL_OK or an error (filled in err).
- * Rank r's gradient enters the average with weight w_r / sum w: 2 ranks with half the crystals
- * each equal 1 rank with all of them exactly when the loss is a mean of equal per-example terms
- * (same atom count and masked count per crystal), otherwise up to the loss normalization. */
+ * valid until its next call (the trainer copies a micro-batch when there are several). Randomness
+ * should be counter-based on (seed, step, rank, micro) so that a resumed run sees the same
+ * batches. Returns XTAL_OK or an error (filled in err). The trainer takes every micro-batch of a
+ * step first, sums atoms, crystals and masked atoms over all ranks and micro-batches, and scales
+ * each loss term of a batch by its count over the global one, so the step's gradient is that of
+ * the gen_targets loss of the whole global batch: any split over ranks and micro-batches, of
+ * any crystal sizes, equals 1 rank with all of it (to float rounding). A batch of weight 0 is
+ * skipped; the weights are reported (gen_step_info.weight) but do not weigh the gradient. */
 typedef int (*gen_batch_fn)(void *ctx, long step, int rank, int n_ranks, int micro,
                             gen_batch *batch, gen_targets *targets, double *weight, xtal_err *err);
 
@@ -230,7 +233,7 @@ typedef struct gen_trainer gen_trainer;
 /* Per-step report (identical on every rank). */
 typedef struct {
     long step;        /* steps done after this one */
-    double loss;      /* weighted mean loss over all ranks' micro-batches, before the update */
+    double loss;      /* the loss of the whole global batch (all ranks), before the update */
     double grad_norm; /* global gradient norm before clipping */
     double lr;        /* learning rate used */
     double weight;    /* total examples (sum of the providers' weights) */

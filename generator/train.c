@@ -2,9 +2,12 @@
  *
  * llm.c style: the optimizer state is flat float arrays parallel to the parameter block (Adam
  * moments m and v, the EMA, a gradient accumulator), updated by plain loops. A step asks the
- * batch provider for each micro-batch, runs forward + loss + backward, accumulates
- * weight * gradient into acc (with two extra floats: weight * loss and weight), sums acc over
- * the ranks with one MPI_Allreduce, divides by the total weight, clips, and updates.
+ * batch provider for all its micro-batches first, sums their atom, crystal and masked-atom
+ * counts over the ranks (one small MPI_Allreduce), then runs forward + loss + backward with
+ * each loss term rescaled from its batch mean to its share of the global mean, accumulates
+ * the gradients into acc (with two extra floats: loss and the providers' weights), sums acc
+ * over the ranks with one MPI_Allreduce, clips, and updates. So the step's gradient is that
+ * of the loss of the whole global batch, however it is split over ranks and micro-batches.
  * Checkpoints are HDF5 with a SHA-256 per block; the RNG state is (seed, step): providers draw
  * counter-based numbers from them, so there is no hidden generator state to save.
  */
@@ -23,6 +26,17 @@
 #define CKPT_FORMAT  "druse-train-checkpoint"
 #define CKPT_VERSION 1
 
+/* One micro-batch of a step: the provider's arrays live only until its next call, so with
+ * more than one micro-batch they are copied into ints / floats. */
+typedef struct {
+    gen_batch b;
+    gen_targets tg;
+    double w, n_atoms, n_crystals, n_masked;
+    int *ints;     /* offsets [B+1], types [N], target types [N] */
+    float *floats; /* frac [3N], lattice [9B], t [B], target coord [3N], target lattice [9B] */
+    size_t icap, fcap;
+} micro_batch;
+
 struct gen_trainer {
     gen_train_config cfg;
     gen_model *model;
@@ -30,6 +44,7 @@ struct gen_trainer {
     float *acc;         /* [n_params + 2]: weighted gradient sum, weighted loss, weight */
     long step;          /* optimizer steps done */
     gen_workspace *ws;
+    micro_batch *mbs; /* [cfg.micro_batches] */
     int use_mpi, rank, size;
     MPI_Comm comm;
 };
@@ -136,11 +151,12 @@ int gen_trainer_create(gen_trainer **out, gen_model *m, const gen_train_config *
     t->v = calloc(n, sizeof(float));
     t->acc = calloc(n + 2, sizeof(float));
     t->ws = gen_workspace_new();
+    t->mbs = calloc((size_t)cfg->micro_batches, sizeof(micro_batch));
     if (cfg->ema_decay > 0) {
         t->ema = malloc(n * sizeof(float));
         if (t->ema) memcpy(t->ema, m->params, n * sizeof(float));
     }
-    if (!t->m || !t->v || !t->acc || !t->ws || (cfg->ema_decay > 0 && !t->ema)) {
+    if (!t->m || !t->v || !t->acc || !t->ws || !t->mbs || (cfg->ema_decay > 0 && !t->ema)) {
         gen_trainer_free(t);
         return xtal_err_set(err, XTAL_ENOMEM, "training: out of memory (%zu parameters)", n);
     }
@@ -167,6 +183,11 @@ void gen_trainer_free(gen_trainer *t)
     free(t->ema);
     free(t->acc);
     gen_workspace_free(t->ws);
+    for (int k = 0; t->mbs && k < t->cfg.micro_batches; k++) {
+        free(t->mbs[k].ints);
+        free(t->mbs[k].floats);
+    }
+    free(t->mbs);
     free(t);
 }
 
@@ -200,6 +221,92 @@ static int agree(const gen_trainer *t, int rc)
     return any ? (rc ? rc : XTAL_EINVALID) : XTAL_OK;
 }
 
+/* Copies the batch and targets into q's own arrays (q->b, q->tg then point there). */
+static int keep_copy(micro_batch *q, xtal_err *err)
+{
+    size_t N = (size_t)q->b.n_atoms, B = (size_t)q->b.n_crystals;
+    size_t ni = B + 1 + 2 * N, nf = 6 * N + 19 * B;
+    if (ni > q->icap) {
+        int *p = realloc(q->ints, ni * sizeof(int));
+        if (!p) return xtal_err_set(err, XTAL_ENOMEM, "training: out of memory (micro-batch)");
+        q->ints = p;
+        q->icap = ni;
+    }
+    if (nf > q->fcap) {
+        float *p = realloc(q->floats, nf * sizeof(float));
+        if (!p) return xtal_err_set(err, XTAL_ENOMEM, "training: out of memory (micro-batch)");
+        q->floats = p;
+        q->fcap = nf;
+    }
+    int *ip = q->ints;
+    float *fp = q->floats;
+#define COPY(dst, src, cnt)                                                                        \
+    do {                                                                                           \
+        if (src) memcpy(dst, src, (cnt) * sizeof *(dst));                                          \
+        src = (src) ? dst : NULL;                                                                  \
+        dst += (cnt);                                                                              \
+    } while (0)
+    COPY(ip, q->b.offsets, B + 1);
+    COPY(ip, q->b.types, N);
+    COPY(ip, q->tg.types, N);
+    COPY(fp, q->b.frac, 3 * N);
+    COPY(fp, q->b.lattice, 9 * B);
+    COPY(fp, q->b.t, B);
+    COPY(fp, q->tg.coord, 3 * N);
+    COPY(fp, q->tg.lattice, 9 * B);
+#undef COPY
+    return XTAL_OK;
+}
+
+/* Pass 1 of a step: micro-batch mb from the provider, its weight checked, its counts taken. */
+static int fetch(gen_trainer *t, gen_batch_fn provider, void *ctx, int mb, xtal_err *err)
+{
+    micro_batch *q = &t->mbs[mb];
+    memset(&q->b, 0, sizeof q->b);
+    memset(&q->tg, 0, sizeof q->tg);
+    q->w = 0;
+    int rc = provider(ctx, t->step, t->rank, t->size, mb, &q->b, &q->tg, &q->w, err);
+    if (rc) return rc;
+    if (!(q->w >= 0 && isfinite(q->w)))
+        return xtal_err_set(err, XTAL_EINVALID,
+                            "training: step %ld micro-batch %d: invalid weight %g", t->step, mb,
+                            q->w);
+    if (q->w == 0) return XTAL_OK; /* an empty share: contributes nothing */
+    q->n_atoms = q->b.n_atoms;
+    q->n_crystals = q->b.n_crystals;
+    q->n_masked = 0;
+    for (int i = 0; q->b.types && i < q->b.n_atoms; i++) q->n_masked += q->b.types[i] == GEN_MASK_TYPE;
+    return t->cfg.micro_batches > 1 ? keep_copy(q, err) : XTAL_OK;
+}
+
+/* Pass 2: gradient of micro-batch q's share of the global loss, added to acc. tot = global
+ * atoms, crystals, masked atoms: gen_loss averages each term over this batch, so its weight is
+ * scaled by this batch's count over the global one. */
+static int accumulate(gen_trainer *t, micro_batch *q, const double *tot, int mb, xtal_err *err)
+{
+    gen_model *md = t->model;
+    size_t n = md->n_params;
+    gen_targets tg = q->tg;
+    tg.w_coord *= (float)(q->n_atoms / tot[0]);
+    tg.w_lattice *= (float)(q->n_crystals / tot[1]);
+    tg.w_type = tot[2] > 0 ? tg.w_type * (float)(q->n_masked / tot[2]) : 0.0f;
+    double loss = 0;
+    gen_outputs out;
+    gen_zero_grad(md);
+    int rc = gen_forward(md, t->ws, &q->b, 1, &out, err);
+    if (!rc) rc = gen_loss(md, t->ws, &q->b, &tg, &loss, err);
+    if (!rc) rc = gen_backward(md, t->ws, &q->b, err);
+    if (rc) return rc;
+    if (!isfinite(loss))
+        return xtal_err_set(err, XTAL_EINVALID,
+                            "training: step %ld micro-batch %d: loss is not finite", t->step, mb);
+    const float *g = md->grads;
+    for (size_t i = 0; i < n; i++) t->acc[i] += g[i];
+    t->acc[n] += (float)loss;
+    t->acc[n + 1] += (float)q->w;
+    return XTAL_OK;
+}
+
 int gen_trainer_step(gen_trainer *t, gen_batch_fn provider, void *ctx, gen_step_info *info,
                      xtal_err *err)
 {
@@ -207,39 +314,27 @@ int gen_trainer_step(gen_trainer *t, gen_batch_fn provider, void *ctx, gen_step_
     size_t n = md->n_params;
     float *acc = t->acc;
     memset(acc, 0, (n + 2) * sizeof(float));
-    int rc = XTAL_OK;
-    for (int mb = 0; mb < t->cfg.micro_batches && rc == XTAL_OK; mb++) {
-        gen_batch b;
-        gen_targets tg;
-        double w = 0, loss = 0;
-        gen_outputs out;
-        memset(&b, 0, sizeof b);
-        memset(&tg, 0, sizeof tg);
-        rc = provider(ctx, t->step, t->rank, t->size, mb, &b, &tg, &w, err);
-        if (rc) break;
-        if (!(w >= 0 && isfinite(w))) {
-            rc = xtal_err_set(err, XTAL_EINVALID,
-                              "training: step %ld micro-batch %d: invalid weight %g", t->step, mb,
-                              w);
-            break;
+    int rc = XTAL_OK, K = t->cfg.micro_batches;
+    /* tot: atoms, crystals, masked atoms of all ranks' micro-batches, and failed ranks */
+    double tot[4] = {0, 0, 0, 0};
+    for (int mb = 0; mb < K && rc == XTAL_OK; mb++) {
+        rc = fetch(t, provider, ctx, mb, err);
+        if (!rc && t->mbs[mb].w > 0) {
+            tot[0] += t->mbs[mb].n_atoms;
+            tot[1] += t->mbs[mb].n_crystals;
+            tot[2] += t->mbs[mb].n_masked;
         }
-        if (w == 0) continue; /* an empty share: contributes nothing */
-        gen_zero_grad(md);
-        rc = gen_forward(md, t->ws, &b, 1, &out, err);
-        if (!rc) rc = gen_loss(md, t->ws, &b, &tg, &loss, err);
-        if (!rc) rc = gen_backward(md, t->ws, &b, err);
-        if (rc) break;
-        if (!isfinite(loss)) {
-            rc = xtal_err_set(err, XTAL_EINVALID,
-                              "training: step %ld micro-batch %d: loss is not finite", t->step, mb);
-            break;
-        }
-        float wf = (float)w;
-        const float *g = md->grads;
-        for (size_t i = 0; i < n; i++) acc[i] += wf * g[i];
-        acc[n] += (float)(w * loss);
-        acc[n + 1] += wf;
     }
+    tot[3] = rc != XTAL_OK;
+    if (t->use_mpi) MPI_Allreduce(MPI_IN_PLACE, tot, 4, MPI_DOUBLE, MPI_SUM, t->comm);
+    if (tot[3] > 0) {
+        if (!rc)
+            rc = xtal_err_set(err, XTAL_EINVALID, "training: step %ld failed on another rank",
+                              t->step);
+        return rc;
+    }
+    for (int mb = 0; mb < K && rc == XTAL_OK; mb++)
+        if (t->mbs[mb].w > 0) rc = accumulate(t, &t->mbs[mb], tot, mb, err);
     int all = agree(t, rc);
     if (all) {
         if (!rc) xtal_err_set(err, all, "training: step %ld failed on another rank", t->step);
@@ -250,8 +345,6 @@ int gen_trainer_step(gen_trainer *t, gen_batch_fn provider, void *ctx, gen_step_
     if (!(wsum > 0))
         return xtal_err_set(err, XTAL_EINVALID, "training: step %ld: no examples (total weight 0)",
                             t->step);
-    float inv = (float)(1.0 / wsum);
-    for (size_t i = 0; i < n; i++) acc[i] *= inv;
     double norm = gen_clip_grad_norm(acc, n, t->cfg.grad_clip);
     if (!isfinite(norm))
         return xtal_err_set(err, XTAL_EINVALID, "training: step %ld: gradient is not finite",
@@ -263,7 +356,7 @@ int gen_trainer_step(gen_trainer *t, gen_batch_fn provider, void *ctx, gen_step_
     t->step++;
     if (info) {
         info->step = t->step;
-        info->loss = acc[n] / wsum;
+        info->loss = acc[n];
         info->grad_norm = norm;
         info->lr = lr;
         info->weight = wsum;

@@ -6,10 +6,11 @@ Runs the hidden MPI mode of the unit test executable (DRUSE_TRAIN_MPI_OUT=path: 
 steps on a global batch of 16 crystals, perov-5 test rows from $DRUSE_DATA or synthetic 5-atom
 cells, each rank taking its share; rank 0 writes the parameter block as raw little-endian
 float32) under mpirun -np 1, 2 and 3 (3 splits the batch unevenly: 5/5/6 crystals, so the
-per-rank example weights matter). Twice: with fixed synthetic targets (all loss terms), and
-with DRUSE_TRAIN_MPI_NOISED=1, batches noised by gen_diffusion_noise_batch (coordinate and
-lattice terms; the type term is normalized per batch by its masked-atom count, so it is not
-split-invariant). Exits 77 (skipped) when mpirun is missing.
+per-rank example weights matter). Three times: with fixed synthetic targets, with
+DRUSE_TRAIN_MPI_NOISED=1, batches noised by gen_diffusion_noise_batch (random masks), and noised
+with DRUSE_TRAIN_MPI_MIXED=1, crystals cut to 2..5 atoms (mixed sizes: the trainer normalizes
+each loss term by its global count, atoms, crystals and masked atoms, so every split equals
+1 rank). All three loss terms each time. Exits 77 (skipped) when mpirun is missing.
 """
 import os
 import shutil
@@ -40,9 +41,11 @@ def main():
     tmpdir = tempfile.mkdtemp(prefix="gen_train_mpi.", dir=os.environ.get("DRUSE_TEST_TMP"))
     ok = True
     try:
-        for noised in ("0", "1"):
+        for noised, mixed in (("0", "0"), ("1", "0"), ("1", "1")):
             env["DRUSE_TRAIN_MPI_NOISED"] = noised
-            print(f"--- {'noised batches' if noised == '1' else 'fixed targets'}")
+            env["DRUSE_TRAIN_MPI_MIXED"] = mixed
+            print(f"--- {'noised batches' if noised == '1' else 'fixed targets'}"
+                  f"{', mixed sizes' if mixed == '1' else ''}")
             r = run_and_compare(mpirun, exe, env, tmpdir)
             if r is None:
                 return 1

@@ -28,9 +28,10 @@ char *progname = "test"; /* libcodcif needs it */
 
 #define NCRYST 16
 
-/* The global batch: NCRYST crystals, every one with the same atom count (perov-5: 5) and one
- * masked atom, so that the loss is a mean of equal per-crystal terms and any split over ranks
- * or micro-batches weighs crystals alike. */
+/* The global batch: NCRYST crystals with one masked atom each, all with the same atom count
+ * (perov-5: 5), or with mixed = 1 cut to 2 + b % 4 atoms (2..5, so that ranks and micro-batches
+ * get different atom counts per crystal: the trainer's loss normalization must make any split
+ * equal the whole batch). */
 typedef struct {
     int B, N, real;
     int offsets[NCRYST + 1];
@@ -59,7 +60,7 @@ static void synthetic(int b, xtal_crystal *c)
     memcpy(c->lattice, L, sizeof L);
 }
 
-static void dataset_build(void)
+static void dataset_build_sized(int mixed)
 {
     memset(&D, 0, sizeof D);
     const char *data = getenv("DRUSE_DATA");
@@ -85,6 +86,7 @@ static void dataset_build(void)
             cs[b] = ds.crystals.items[b];
         else
             synthetic(b, &cs[b]);
+        if (mixed && cs[b].natoms > 2 + b % 4) cs[b].natoms = 2 + b % 4; /* Z, frac: prefix */
         D.offsets[b] = N;
         N += cs[b].natoms;
     }
@@ -120,6 +122,12 @@ static void dataset_build(void)
     if (!D.real)
         for (int b = 0; b < NCRYST; b++) xtal_crystal_free(&cs[b]);
     xtal_dataset_free(&ds);
+}
+
+static void dataset_build(void)
+{
+    const char *mixed = getenv("DRUSE_TRAIN_MPI_MIXED");
+    dataset_build_sized(mixed && mixed[0] == '1');
 }
 
 static void dataset_free(void)
@@ -664,6 +672,63 @@ static void test_checkpoint_corrupt(void **state)
     gen_model_free(&m);
 }
 
+/* Mixed atom counts (2..5 per crystal) and random masks: 3 uneven micro-batches (5/5/6
+ * crystals) give the loss and the parameters of one batch of 16, with fixed targets and with
+ * noised batches (all three loss terms; the noised provider reuses its arrays on every call, so
+ * the trainer must copy each micro-batch). */
+static void test_micro_batches_mixed(void **state)
+{
+    (void)state;
+    dataset_free();
+    dataset_build_sized(1);
+    gen_hparams hp = tiny_hp();
+    for (int noised = 0; noised < 2; noised++) {
+        gen_train_config cfg = tiny_cfg();
+        gen_model a, b;
+        xtal_err err;
+        gen_trainer *t[2];
+        assert_int_equal(gen_model_create(&a, &hp, cfg.seed, &err), XTAL_OK);
+        assert_int_equal(gen_model_create(&b, &hp, cfg.seed, &err), XTAL_OK);
+        assert_int_equal(gen_trainer_create(&t[0], &a, &cfg, NULL, &err), XTAL_OK);
+        cfg.micro_batches = 3;
+        assert_int_equal(gen_trainer_create(&t[1], &b, &cfg, NULL, &err), XTAL_OK);
+        provider_ctx pc[2] = {{1, cfg.seed}, {3, cfg.seed}};
+        noised_ctx nc[2];
+        memset(nc, 0, sizeof nc);
+        for (int k = 0; k < 2; k++) {
+            nc[k].micro_batches = k ? 3 : 1;
+            nc[k].seed = cfg.seed;
+            nc[k].diff = gen_diffusion_default();
+        }
+        for (int s = 0; s < 5; s++) {
+            gen_step_info in[2];
+            for (int k = 0; k < 2; k++)
+                assert_int_equal(noised
+                                     ? gen_trainer_step(t[k], noised_provider, &nc[k], &in[k], &err)
+                                     : gen_trainer_step(t[k], provider, &pc[k], &in[k], &err),
+                                 XTAL_OK);
+            assert_float_equal(in[0].loss, in[1].loss, 1e-5 * in[0].loss);
+        }
+        double d = 0, nrm = 0;
+        for (size_t i = 0; i < a.n_params; i++) {
+            d += ((double)a.params[i] - b.params[i]) * ((double)a.params[i] - b.params[i]);
+            nrm += (double)a.params[i] * a.params[i];
+        }
+        print_message(
+            "mixed sizes, %s: 3 micro-batches vs 1, parameters differ by %.3g (norm-relative)\n",
+            noised ? "noised" : "fixed targets", sqrt(d / nrm));
+        assert_true(sqrt(d / nrm) < 1e-5);
+        for (int k = 0; k < 2; k++) {
+            gen_trainer_free(t[k]);
+            gen_noised_free(&nc[k].nz);
+        }
+        gen_model_free(&a);
+        gen_model_free(&b);
+    }
+    dataset_free();
+    dataset_build_sized(0);
+}
+
 /* ------------------------------------------------------------- MPI mode */
 
 static int mpi_mode(const char *out)
@@ -681,8 +746,8 @@ static int mpi_mode(const char *out)
     int rc = gen_model_create(&m, &hp, cfg.seed, &err);
     if (!rc) rc = gen_trainer_create(&t, &m, &cfg, NULL, &err);
     provider_ctx pc = {1, cfg.seed};
-    /* DRUSE_TRAIN_MPI_NOISED=1: the real noising, without the type term (its mean over masked
-     * atoms is normalized per batch, so a split over ranks changes it: docs/generator.md) */
+    /* DRUSE_TRAIN_MPI_NOISED=1: the real noising, all three loss terms (the trainer normalizes
+     * each by its global count, so a split over ranks does not change the loss) */
     const char *noised = getenv("DRUSE_TRAIN_MPI_NOISED");
     int use_noised = noised && noised[0] == '1';
     noised_ctx nc;
@@ -690,7 +755,6 @@ static int mpi_mode(const char *out)
     nc.micro_batches = 1;
     nc.seed = cfg.seed;
     nc.diff = gen_diffusion_default();
-    nc.diff.w_type = 0.0f;
     gen_step_info info;
     for (int s = 0; s < 10 && !rc; s++) {
         rc = use_noised ? gen_trainer_step(t, noised_provider, &nc, &info, &err)
@@ -707,8 +771,10 @@ static int mpi_mode(const char *out)
     }
     if (rc) fprintf(stderr, "rank %d: %s\n", rank, err.msg);
     if (!rc && rank == 0)
-        printf("ranks %d, %s%s batch, %zu params written to %s\n", size,
-               use_noised ? "noised " : "", D.real ? "perov-5" : "synthetic", m.n_params, out);
+        printf("ranks %d, %s%s%s batch, %zu params written to %s\n", size,
+               use_noised ? "noised " : "",
+               D.offsets[1] != D.offsets[2] - D.offsets[1] ? "mixed-size " : "",
+               D.real ? "perov-5" : "synthetic", m.n_params, out);
     gen_noised_free(&nc.nz);
     gen_trainer_free(t);
     gen_model_free(&m);
@@ -743,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_training_lowers_loss),
         cmocka_unit_test(test_training_noised),
         cmocka_unit_test(test_micro_batches),
+        cmocka_unit_test(test_micro_batches_mixed),
         cmocka_unit_test(test_checkpoint_resume_exact),
         cmocka_unit_test(test_checkpoint_resume_exact_noised),
         cmocka_unit_test(test_checkpoint_corrupt),
