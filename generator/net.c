@@ -217,6 +217,10 @@ float gen_fast_expf(float x)
     return vexpf(x);
 }
 
+/* The loops over activations run as AVX2 clones where the CPU has it (picked at run time, as
+ * OpenBLAS picks its kernel); with fp-contract off every clone gives the same bits. */
+#define EDGE_CLONES __attribute__((target_clones("avx2", "default")))
+
 static inline float sigmoidf(float z)
 {
     return 1.0f / (1.0f + vexpf(-z));
@@ -231,13 +235,13 @@ static inline float silu_grad(float z)
     return s * (1.0f + z * (1.0f - s));
 }
 
-static void silu_fwd(float *out, const float *in, size_t n)
+EDGE_CLONES static void silu_fwd(float *out, const float *in, size_t n)
 {
     for (size_t k = 0; k < n; k++) out[k] = silu(in[k]);
 }
 
 /* d *= silu'(z) */
-static void silu_bwd(float *d, const float *z, size_t n)
+EDGE_CLONES static void silu_bwd(float *d, const float *z, size_t n)
 {
     for (size_t k = 0; k < n; k++) d[k] *= silu_grad(z[k]);
 }
@@ -246,10 +250,7 @@ static void silu_bwd(float *d, const float *z, size_t n)
  * Each E x d array is touched once per use: the bias/node terms, the activation, its
  * derivative and the reduction over j share one loop over a d-row that stays in L1 (unfused,
  * these loops and libm's expf were 37% of the profile). With kept activations the forward
- * stores silu'(z) in place of z, so the backward evaluates no exp at all. These run as AVX2
- * clones where the CPU has it (as OpenBLAS picks its kernel); fp-contract is off, so every clone
- * gives the same bits as the SSE2 one. */
-#define EDGE_CLONES __attribute__((target_clones("avx2", "default")))
+ * stores silu'(z) in place of z, so the backward evaluates no exp at all. */
 
 /* First index of the pairs (r, s >= r) in an n-atom crystal: the rows above r of the upper
  * triangle, sum_{t<r} (n - t). */
