@@ -17,5 +17,6 @@ const pipe_command pipe_commands[] = {
      pipe_cmd_screen},
     {"merge", "join the shard archives of one campaign (a job array)", pipe_cmd_merge},
     {"export", "write archived structures as CIF, POSCAR or extended XYZ", pipe_cmd_export},
+    {"eval", "benchmark metrics of generated structures (CDVAE/DiffCSP protocol)", pipe_cmd_eval},
 };
 const int pipe_ncommands = (int)(sizeof pipe_commands / sizeof pipe_commands[0]);

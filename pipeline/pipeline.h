@@ -41,6 +41,7 @@ int pipe_cmd_train(int argc, char **argv);
 int pipe_cmd_screen(int argc, char **argv);
 int pipe_cmd_merge(int argc, char **argv);
 int pipe_cmd_export(int argc, char **argv);
+int pipe_cmd_eval(int argc, char **argv);
 
 /* `druse --version`: our version and the run-time versions of spglib, HDF5, OpenBLAS and
  * Open MPI. */
