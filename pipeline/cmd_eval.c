@@ -41,7 +41,8 @@ static const char eval_help[] =
     "                 (StructureMatcher defaults: ltol 0.2, stol 0.3, angle_tol 5)\n"
     "  novel          % of unique valid samples that match no train structure\n"
     "  spacegroups    spglib space groups (symprec 0.1 A) of the valid samples and of the\n"
-    "                 test split: top 10 of each, total-variation distance\n"
+    "                 test split (its spacegroup.number column when present): top 10 of\n"
+    "                 each, total-variation distance\n"
     "\n"
     "CSP metrics (--csp; needs DIR/test only): SAMPLES holds one generated structure per test\n"
     "structure, named by the test material_id: the structure's id must equal it (a CIF file\n"
@@ -56,7 +57,15 @@ static const char eval_help[] =
     "  --csp            CSP metrics instead of generation metrics\n"
     "  --n-valid N      valid samples used for the Wasserstein distances (default 1000;\n"
     "                   all valid ones when fewer)\n"
-    "  --json           one JSON object instead of the table\n"
+    "  --json           one JSON object instead of the table, keys: mode, samples,\n"
+    "                   reference, n_samples, n_struct_valid, n_comp_valid, n_valid,\n"
+    "                   struct_valid, comp_valid, valid (percent), n_wdist, n_test,\n"
+    "                   wdist_density, wdist_nelems, n_unique, n_novel, unique, novel,\n"
+    "                   matcher_refused, train_refused, spacegroup_tv, spacegroups_valid and\n"
+    "                   spacegroups_test ({source, found, failed, top: [{spacegroup, count,\n"
+    "                   percent}]}); with --csp: mode, samples, reference, n_test, n_samples,\n"
+    "                   n_matched, n_struct_valid, match_errors, match_rate, rmse, stol,\n"
+    "                   angle_tol, ltol. Percentages are null when their denominator is 0.\n"
     "\n"
     "Progress goes to stderr. Exit status: 0 on success, 1 when a file cannot be read or a\n"
     "CSP sample names no test material_id (or one twice), 2 on usage.\n";
@@ -436,8 +445,9 @@ static int sg_add(sg_hist *h, const xtal_crystal *c)
     return 0;
 }
 
-/* The test split's groups: its spacegroup.number column when it has one (MP's own analysis;
- * spglib on 9,046 MP-20 test structures takes minutes), else spglib at symprec 0.1. */
+/* The test split's groups: its spacegroup.number column when it has one (spglib on 9,046
+ * MP-20 test structures takes minutes; the column equals spglib at symprec 0.1 on 9,030 of
+ * them), else spglib at symprec 0.1. */
 static int test_spacegroups(const xtal_dataset *test, sg_hist *h)
 {
     int col = xtal_dataset_prop_index(test, "spacegroup.number");
@@ -841,7 +851,10 @@ static int eval_csp(const eval_args *a, const xtal_list *s)
                    r.struct_valid);
             printf("  %-22s %8.2f %%  (%ld matched; stol 0.5, angle_tol 10, ltol 0.3)\n",
                    "match_rate", rate, r.matched);
-            printf("  %-22s %10.4f  (mean normalized RMS over matches)\n", "rmse", rmse);
+            if (isfinite(rmse))
+                printf("  %-22s %10.4f  (mean normalized RMS over matches)\n", "rmse", rmse);
+            else
+                printf("  %-22s %10s  (no match)\n", "rmse", "-");
             if (r.errors) printf("  matcher refused %ld pairs (counted unmatched)\n", r.errors);
         }
         code = PIPE_EXIT_OK;
