@@ -287,7 +287,7 @@ int arc_write_campaign(hid_t f, const pipe_campaign_id *id, const int64_t counts
     bad |= xtal_h5_attr_put_string(g, "druse_version", DRUSE_VERSION);
     bad |= xtal_h5_attr_put_string(g, "identity_sha256", id->identity_sha256);
     bad |= xtal_h5_attr_put_string(g, "model_sha256", id->model_sha256);
-    bad |= xtal_h5_attr_put_string(g, "model", id->model_path ? id->model_path : "");
+    bad |= xtal_h5_attr_put_string(g, "model", id->model_path ? id->model_path : id->model_stored);
     bad |= xtal_h5_attr_put_string(g, "config", id->config_text ? id->config_text : "");
     bad |= attr_long(g, "batches_planned", id->batches);
     bad |= attr_long(g, "batch_size", id->batch_size);
@@ -421,6 +421,7 @@ static int read_id(hid_t f, pipe_campaign_id *id, const char *path, xtal_err *er
     bad |= xtal_h5_attr_get(g, "batch_size", H5T_NATIVE_LLONG, &bs);
     id->batches = (long)b;
     id->batch_size = (long)bs;
+    if (!bad) xtal_h5_attr_get_string(g, "model", id->model_stored, sizeof id->model_stored);
     if (!bad && H5Aexists(g, "config") > 0) {
         hid_t a = H5Aopen(g, "config", H5P_DEFAULT);
         hid_t t = H5Aget_type(a);

@@ -85,7 +85,8 @@ typedef struct {
     char model_sha256[65];    /* the model's params_sha256 */
     long batches, batch_size; /* the whole campaign's plan */
     char *config_text;        /* the YAML as given (owned by the caller) */
-    char *model_path;
+    char *model_path;         /* as given in the config (NULL: model_stored) */
+    char model_stored[1024];  /* pipe_archive_read: the model path the archive records */
 } pipe_campaign_id;
 
 /* Reads a whole archive (master, or a merged file) or one segment, serially: every record,

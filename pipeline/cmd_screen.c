@@ -43,8 +43,9 @@ static const char screen_help[] =
     "                    campaign.shard); join the shards with druse merge\n"
     "\n"
     "SIGTERM, SIGINT and SIGUSR1 commit what is done and exit with status 75 (requeue and rerun\n"
-    "to resume). Under mpirun, set OMPI_MCA_odls_base_sigkill_timeout=30 so that mpirun gives\n"
-    "the ranks time to commit after forwarding SIGTERM (jobs/ does).\n"
+    "to resume). Under mpirun, signal the ranks, or send SIGUSR1 to mpirun (it forwards it);\n"
+    "SIGTERM to mpirun also makes the ranks commit, but mpirun then exits 1 (jobs/ forward\n"
+    "the batch shell's SIGTERM as SIGUSR1).\n"
     "Progress on stderr: a live line on a terminal, a line per commit and every 30 s in a log;\n"
     "the funnel at the end.\n"
     "Exit status: 0 complete, 1 failure (the message names the file), 2 usage, 75 interrupted.\n";
@@ -685,10 +686,10 @@ int pipe_cmd_screen(int argc, char **argv)
         return PIPE_EXIT_FAILURE;
     }
     openblas_set_num_threads(1); /* one rank per core; determinism needs one BLAS thread */
-    install_signals();
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) MPI_Init(NULL, NULL);
+    install_signals(); /* after MPI_Init, which installs handlers of its own */
     MPI_Comm_rank(MPI_COMM_WORLD, &s.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &s.size);
     int rc = campaign(&s, &err);

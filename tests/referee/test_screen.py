@@ -152,7 +152,9 @@ def test_sigterm():
     run_ok(write_config("term-ref", ref, interval=600, **slow))
     seconds = time.time() - t0
     out = os.path.join(TMP, "term.h5")
-    for sig, np_ in ((signal.SIGTERM, 1), (signal.SIGUSR1, 3)):
+    # SIGTERM to the process; SIGUSR1 to mpirun (it forwards it); SIGTERM to every rank, as
+    # Slurm signals all processes of a job
+    for sig, np_ in ((signal.SIGTERM, 1), (signal.SIGUSR1, 3), (signal.SIGTERM, 2)):
         fresh(out)
         cfg = write_config("term", out, interval=600, **slow)  # no commit before the signal
         p = start(cfg, np_)
@@ -161,8 +163,10 @@ def test_sigterm():
         t0 = time.time()
         if np_ == 1:
             p.send_signal(sig)
-        else:
+        elif sig == signal.SIGUSR1:
             os.kill(p.pid, sig)  # mpirun forwards SIGUSR1 to the ranks
+        else:
+            subprocess.run(["pkill", "-TERM", "-P", str(p.pid)])  # the ranks, not mpirun
         p.communicate(timeout=60)
         dt = time.time() - t0
         check(p.returncode == 75, f"{sig.name} (-np {np_}): exit status 75, got {p.returncode}")
