@@ -24,7 +24,6 @@ Exit 77 (skipped) when the data is absent.
 """
 import csv
 import gzip
-import itertools
 import json
 import math
 import os
@@ -34,7 +33,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from functools import reduce
 
 import numpy as np
 
@@ -72,55 +70,11 @@ import spglib  # noqa: E402
 csv.field_size_limit(1 << 30)
 rng = np.random.default_rng(SEED)
 
-# ------------------------------------------------------------------ SMACT rule (transcribed
-# from test_filter_charge.py, which follows shared/data/elements/SOURCE.md)
-OX_STATES = {}
-for line in open(os.path.join(ELEMENTS, "smact_oxidation_states.txt")):
-    if line.startswith("#") or not line.strip():
-        continue
-    f = line.split()
-    OX_STATES[f[0]] = [int(s) for s in f[1:]]
-METALS = {l.strip() for l in open(os.path.join(ELEMENTS, "smact_metals.txt"))
-          if l.strip() and not l.startswith("#")}
-ENEG, Z_OF = {}, {}
-for line in open(os.path.join(ELEMENTS, "smact_element_data.txt")):
-    if line.startswith("#") or not line.strip():
-        continue
-    f = line.split()
-    Z_OF[f[0]] = int(f[2])
-    ENEG[f[0]] = None if f[9] == "None" else float(f[9])
-SYMBOL_OF = {z: s for s, z in Z_OF.items()}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import smact_rule  # noqa: E402  (the rule as test_filter_charge.py referees it)
 
-
-def pauling_ok(states, enegs):
-    for (ox1, e1), (ox2, e2) in itertools.combinations(list(zip(states, enegs)), 2):
-        if e1 is None or e2 is None:
-            return False
-        if ox1 > 0 and ox2 < 0 and e1 >= e2:
-            return False
-        if ox1 < 0 and ox2 > 0 and e1 <= e2:
-            return False
-    return True
-
-
-def smact_valid(atomic_numbers):
-    counter = Counter(atomic_numbers)
-    zs = sorted(counter)
-    g = reduce(math.gcd, counter.values())
-    counts = [counter[z] // g for z in zs]
-    symbols = [SYMBOL_OF[z] for z in zs]
-    if len(set(symbols)) == 1:
-        return True
-    if all(s in METALS for s in symbols):
-        return True
-    ox_combos = [OX_STATES[s] for s in symbols]
-    if math.prod(len(o) for o in ox_combos) > 1e7:
-        return False
-    enegs = [ENEG[s] for s in symbols]
-    for states in itertools.product(*ox_combos):
-        if sum(o * c for o, c in zip(states, counts)) == 0 and pauling_ok(states, enegs):
-            return True
-    return False
+smact_rule.load(ELEMENTS)
+smact_valid = smact_rule.valid
 
 
 def struct_valid(s):
