@@ -30,6 +30,12 @@ static const char sample_help[] =
     "                       without --natoms, N is drawn from the histogram among the\n"
     "                       multiples, one formula unit when none fits)\n"
     "  --elements A,B,...   allowed elements while unmasking, e.g. Li,Fe,P,O\n"
+    "  --csp-from DATA      crystal structure prediction: one structure per structure of the\n"
+    "                       dataset CSV DATA (its composition and atom count, types fixed),\n"
+    "                       named material_id=ID; sample i is test structure i; --n: only\n"
+    "                       the first N (default all); input of druse eval --csp\n"
+    "  --shard I/N          only the samples i with i mod N = I (0 <= I < N), to split a run\n"
+    "                       over processes; concatenated shards equal one run\n"
     "  --steps T            reverse-process grid points (default 1000)\n"
     "  --stride S           visit every S-th grid point (T/S steps; default 1)\n"
     "  --no-corrector       predictor only (half the network evaluations)\n"
@@ -45,8 +51,8 @@ static const char sample_help[] =
     "Exit status: 0 on success, 1 if the work failed (the message names the file), 2 on usage.\n";
 
 typedef struct {
-    const char *model, *out, *composition, *elements;
-    long n;
+    const char *model, *out, *composition, *elements, *csp_from;
+    long n, shard, nshards;
     uint64_t seed;
     int natoms, steps, stride, corrector, batch, traj_every;
     double temperature;
@@ -81,6 +87,7 @@ static int parse_args(int argc, char **argv, sample_args *a)
     a->corrector = 1;
     a->batch = 64;
     a->temperature = 1.0;
+    a->nshards = 1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (pipe_is_help(arg)) {
@@ -106,7 +113,7 @@ static int parse_args(int argc, char **argv, sample_args *a)
         static const char *const known[] = {
             "--model",      "--n",     "--seed",   "--natoms",      "--composition",
             "--elements",   "--steps", "--stride", "--temperature", "--batch",
-            "--trajectory", "-o",      "--output"};
+            "--trajectory", "-o",      "--output", "--csp-from", "--shard"};
         int k = -1;
         for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
             if (strcmp(name, known[j]) == 0) k = j;
@@ -164,14 +171,33 @@ static int parse_args(int argc, char **argv, sample_args *a)
         case 10:
             rc = parse_long(name, val, 1, 1 << 23, &v), a->traj_every = (int)v;
             break;
-        default:
+        case 11:
+        case 12:
             a->out = val;
             break;
+        case 13:
+            a->csp_from = val;
+            break;
+        default: {
+            char *end;
+            errno = 0;
+            a->shard = strtol(val, &end, 10);
+            if (end == val || *end != '/') return usage_error("--shard: expected I/N, got '%s'%s", val, "");
+            const char *rest = end + 1;
+            a->nshards = strtol(rest, &end, 10);
+            if (end == rest || *end || errno || a->nshards < 1 || a->shard < 0 ||
+                a->shard >= a->nshards)
+                return usage_error("--shard: expected I/N with 0 <= I < N, got '%s'%s", val, "");
+            break;
+        }
         }
         if (rc) return rc;
     }
     if (!a->model) return usage_error("needs --model M.h5%s%s", "", "");
-    if (!a->n) return usage_error("needs --n N%s%s", "", "");
+    if (!a->n && !a->csp_from) return usage_error("needs --n N%s%s", "", "");
+    if (a->csp_from && (a->composition || a->natoms || a->elements))
+        return usage_error("--csp-from takes composition and atom count from the dataset: "
+                           "no --composition, --natoms or --elements%s%s", "", "");
     if (!a->out) return usage_error("needs -o OUT%s%s", "", "");
     if (a->stride > a->steps) return usage_error("--stride larger than --steps%s%s", "", "");
     return 0;
@@ -275,6 +301,25 @@ static void write_traj(void *ctx, int step, double t, const gen_batch *s)
     if (ferror(tc->fp)) tc->failed = 1;
 }
 
+/* Sample index (a CSP sample: named by its test structure's material_id) as one extended XYZ
+ * frame appended to a.out, or as a.out/sample_NNNNNN.cif (a CSP sample: a.out/ID.cif). */
+static int write_sample(const sample_args *a, int xyz, xtal_crystal *c, long index,
+                        const char *material_id, xtal_err *err)
+{
+    if (material_id)
+        snprintf(c->id, sizeof c->id, "%s", material_id);
+    else
+        snprintf(c->id, sizeof c->id, "sample_%06ld", index);
+    char extra[512];
+    int len = snprintf(extra, sizeof extra, "sample=%ld seed=%llu", index,
+                       (unsigned long long)a->seed);
+    if (material_id) snprintf(extra + len, sizeof extra - (size_t)len, " material_id=%s", c->id);
+    if (xyz) return xtal_write_extxyz(c, extra, a->out, 1, err);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.cif", a->out, c->id);
+    return xtal_write_cif(c, path, err);
+}
+
 int pipe_cmd_sample(int argc, char **argv)
 {
     sample_args a;
@@ -293,12 +338,24 @@ int pipe_cmd_sample(int argc, char **argv)
     }
     xtal_format fmt = xtal_format_from_name(a.out);
     int xyz = fmt == XTAL_FMT_EXTXYZ;
+    int csp = a.csp_from != NULL;
+    xtal_dataset csp_data = {0};
+    if (csp) {
+        xtal_err derr = {{0}};
+        if (xtal_dataset_load(a.csp_from, NULL, &csp_data, &derr) != XTAL_OK) {
+            pipe_error("sample", "%s", derr.msg);
+            xtal_dataset_free(&csp_data);
+            return PIPE_EXIT_FAILURE;
+        }
+        if (a.n == 0 || a.n > csp_data.crystals.n) a.n = csp_data.crystals.n;
+    }
 
     gen_model m;
     xtal_err err = {{0}};
     rc = gen_model_load(&m, a.model, &err);
     if (rc) {
         pipe_error("sample", "%s", err.msg);
+        xtal_dataset_free(&csp_data);
         return PIPE_EXIT_FAILURE;
     }
     /* a model file without an atom-count histogram (untrained): flat over 1..20 */
@@ -356,10 +413,16 @@ int pipe_cmd_sample(int argc, char **argv)
         }
     }
     double t0 = now_seconds();
+    long lo = a.n * a.shard / a.nshards, hi = a.n * (a.shard + 1) / a.nshards;
     long done_n = 0, nbad = 0, written = 0;
-    for (long first = 0; first < a.n; first += a.batch) {
-        int count = (int)(a.n - first < a.batch ? a.n - first : a.batch);
+    for (long first = lo; first < hi; first += csp ? 1 : a.batch) {
+        int count = csp ? 1 : (int)(hi - first < a.batch ? hi - first : a.batch);
         traj_ctx tc = {tfp, (uint32_t)first, 0};
+        if (csp) { /* the test structure's own cell contents, types fixed */
+            const xtal_crystal *ref = &csp_data.crystals.items[first];
+            o.composition = ref->Z;
+            o.comp_len = o.natoms = ref->natoms;
+        }
         memset(cr, 0, (size_t)count * sizeof *cr);
         rc = gen_sample(&m, w, &o, a.seed, 0, (uint32_t)first, count, cr, status,
                         tfp ? write_traj : NULL, a.traj_every ? a.traj_every : 1, &tc, &err);
@@ -377,18 +440,8 @@ int pipe_cmd_sample(int argc, char **argv)
                 nbad++;
                 continue;
             }
-            snprintf(cr[i].id, sizeof cr[i].id, "sample_%06ld", first + i);
-            char extra[128];
-            snprintf(extra, sizeof extra, "sample=%ld seed=%llu", first + i,
-                     (unsigned long long)a.seed);
-            if (xyz) {
-                rc = xtal_write_extxyz(&cr[i], extra, a.out, 1, &err);
-            } else {
-                char path[4200];
-                snprintf(path, sizeof path, "%s/sample_%06ld.cif", a.out, first + i);
-                rc = xtal_write_cif(&cr[i], path, &err);
-            }
-            if (rc) {
+            const char *id = csp ? csp_data.crystals.items[first].id : NULL;
+            if (write_sample(&a, xyz, &cr[i], first + i, id, &err)) {
                 pipe_error("sample", "%s", err.msg);
                 exit_code = PIPE_EXIT_FAILURE;
             }
@@ -397,7 +450,7 @@ int pipe_cmd_sample(int argc, char **argv)
         for (int i = 0; i < count; i++) xtal_crystal_free(&cr[i]);
         if (exit_code) goto done;
         done_n += count;
-        progress(done_n, a.n, nbad, t0, done_n == a.n);
+        progress(done_n, hi - lo, nbad, t0, first + count == hi);
     }
     fprintf(stderr, "druse sample: wrote %ld structures to %s (%ld degenerate, not written)\n",
             written, a.out, nbad);
@@ -410,5 +463,6 @@ done:
     free(status);
     gen_workspace_free(w);
     gen_model_free(&m);
+    xtal_dataset_free(&csp_data);
     return exit_code;
 }
