@@ -181,9 +181,16 @@ int xtal_write_poscar(const xtal_crystal *c, const char *path, xtal_err *err);
  * when append is set. extra is an optional string of key=value pairs for the comment line. */
 int xtal_write_extxyz(const xtal_crystal *c, const char *extra, const char *path, int append,
                       xtal_err *err);
+/* Reads every frame of an extended XYZ file, appending one crystal per frame (all or nothing).
+ * A frame needs Lattice="9 numbers" (rows a, b, c); Properties= must hold species:S:1 and
+ * pos:R:3 (Cartesian, Angstrom; other columns are skipped; without Properties= the columns are
+ * species and pos). Coordinates are wrapped into [0, 1). Ids: the comment line's material_id=,
+ * else id=, else sample=N as "sample_%06ld" (druse sample), else "FILE:FRAME" (base name,
+ * 1-based). Errors name the file and line. */
+int xtal_read_extxyz(const char *path, xtal_list *out, xtal_err *err);
 
-/* Reads any supported structure file, or every structure file in a directory (sorted by name),
- * or a dataset CSV, appending to out. */
+/* Reads any supported structure file (CIF, POSCAR, extended XYZ), or every such file in a
+ * directory (sorted by name), or a dataset CSV, appending to out (all or nothing). */
 int xtal_read_any(const char *path, xtal_list *out, xtal_err *err);
 
 /* -------------------------------------------------------- dataset CSVs */

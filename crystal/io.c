@@ -182,8 +182,8 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
-/* Names of the structure files (CIF, POSCAR) directly inside dir, sorted by strcmp. Hidden
- * files, subdirectories and other formats are skipped. */
+/* Names of the structure files (CIF, POSCAR, extended XYZ) directly inside dir, sorted by
+ * strcmp. Hidden files, subdirectories and other formats (dataset CSVs included) are skipped. */
 static int list_structure_files(const char *dir, char ***names_out, size_t *n_out, xtal_err *err)
 {
     DIR *d = opendir(dir);
@@ -195,7 +195,7 @@ static int list_structure_files(const char *dir, char ***names_out, size_t *n_ou
     while (!rc && (ent = readdir(d)) != NULL) {
         if (ent->d_name[0] == '.') continue;
         xtal_format f = xtal_format_from_name(ent->d_name);
-        if (f != XTAL_FMT_CIF && f != XTAL_FMT_POSCAR) continue;
+        if (f != XTAL_FMT_CIF && f != XTAL_FMT_POSCAR && f != XTAL_FMT_EXTXYZ) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **bigger = realloc(names, cap * sizeof *names);
@@ -229,8 +229,8 @@ static int read_dir_into(const char *dir, xtal_list *out, xtal_err *err)
     if (rc) return rc;
     if (n == 0)
         rc = xtal_err_set(err, XTAL_EINVALID,
-                          "%s: no structure files (*.cif, POSCAR*, CONTCAR*, *.vasp, *.poscar) "
-                          "in this directory",
+                          "%s: no structure files (*.cif, POSCAR*, CONTCAR*, *.vasp, *.poscar, "
+                          "*.xyz, *.extxyz) in this directory",
                           dir);
     size_t dirlen = strlen(dir);
     int has_slash = dirlen > 0 && dir[dirlen - 1] == '/';
@@ -245,8 +245,11 @@ static int read_dir_into(const char *dir, xtal_list *out, xtal_err *err)
         struct stat st;
         /* Only regular files (or links to them): a subdirectory named x.cif is skipped. */
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-            if (xtal_format_from_name(names[i]) == XTAL_FMT_CIF)
+            xtal_format f = xtal_format_from_name(names[i]);
+            if (f == XTAL_FMT_CIF)
                 rc = xtal_read_cif_file(path, out, err);
+            else if (f == XTAL_FMT_EXTXYZ)
+                rc = xtal_read_extxyz(path, out, err);
             else
                 rc = read_poscar_into(path, out, err);
         }
@@ -268,9 +271,7 @@ static int read_by_format(const char *path, xtal_list *out, xtal_err *err)
     case XTAL_FMT_DIR:
         return read_dir_into(path, out, err);
     case XTAL_FMT_EXTXYZ:
-        return xtal_err_set(err, XTAL_EUNSUPPORTED,
-                            "%s: reading extended XYZ is not supported (druse only writes it)",
-                            path);
+        return xtal_read_extxyz(path, out, err);
     case XTAL_FMT_UNKNOWN:
         break;
     }
@@ -278,7 +279,8 @@ static int read_by_format(const char *path, xtal_list *out, xtal_err *err)
     if (stat(path, &st) != 0) return xtal_err_set(err, XTAL_EIO, "%s: %s", path, strerror(errno));
     return xtal_err_set(err, XTAL_EUNSUPPORTED,
                         "%s: cannot tell the format from the name (expected *.cif, POSCAR*, "
-                        "CONTCAR*, *.vasp, *.poscar, *.csv, *.csv.gz or a directory)",
+                        "CONTCAR*, *.vasp, *.poscar, *.xyz, *.extxyz, *.csv, *.csv.gz or a "
+                        "directory)",
                         path);
 }
 

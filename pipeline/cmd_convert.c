@@ -1,5 +1,5 @@
-/* `druse convert IN OUT`: structures from CIF, POSCAR, a dataset CSV or a directory, written as
- * CIF, POSCAR or extended XYZ. */
+/* `druse convert IN OUT`: structures from CIF, POSCAR, extended XYZ, a dataset CSV or a
+ * directory, written as CIF, POSCAR or extended XYZ. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,9 +12,10 @@
 static const char convert_help[] =
     "usage: druse convert [--format cif|poscar|extxyz] IN OUT\n"
     "\n"
-    "Reads every structure in IN (a CIF with any number of data blocks, a POSCAR, a\n"
-    "CDVAE-style dataset CSV (.csv or .csv.gz), or a directory of CIF and POSCAR files) and\n"
-    "writes them at full double precision in the format that OUT's name asks for:\n"
+    "Reads every structure in IN (a CIF with any number of data blocks, a POSCAR, an extended\n"
+    "XYZ file, a CDVAE-style dataset CSV (.csv or .csv.gz), or a directory of CIF, POSCAR and\n"
+    "extended XYZ files) and writes them at full double precision in the format that OUT's\n"
+    "name asks for:\n"
     "  *.cif                          CIF, one P1 data block per structure\n"
     "  POSCAR*, CONTCAR*, *.vasp, *.poscar   VASP 5 POSCAR, Direct coordinates\n"
     "  *.xyz, *.extxyz                extended XYZ, every structure in one file\n"

@@ -1,5 +1,5 @@
-/* Format guessing and xtal_read_any: single files, directories (sorted, other files skipped,
- * all-or-nothing on errors), and the refusals. */
+/* Format guessing and xtal_read_any: single files (CIF, POSCAR, extended XYZ), directories
+ * (sorted, other files skipped, all-or-nothing on errors), and the refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,6 +61,8 @@ static const char cu_cif[] = "data_Cu\n_cell_length_a 3.6\n_cell_length_b 3.6\n"
                              "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
                              "Cu 0 0 0\n";
 static const char au_poscar[] = "Au\n1.0\n4 0 0\n0 4 0\n0 0 4\nAu\n1\nDirect\n0 0 0\n";
+static const char na_xyz[] = "1\nLattice=\"5 0 0 0 5 0 0 0 5\" Properties=species:S:1:pos:R:3 "
+                             "id=na\nNa 0 0 0\n";
 
 static void test_guess_format(void **state)
 {
@@ -94,25 +96,34 @@ static void test_read_directory_sorted(void **state)
     assert_int_equal(mkdir(dir, 0777), 0);
     write_text(dir, "b.cif", cu_cif);
     write_text(dir, "a.vasp", au_poscar);
+    write_text(dir, "c.xyz", na_xyz);
     write_text(dir, "README.md", "not a structure\n");
     write_text(dir, ".hidden.cif", "garbage");
     xtal_list l = {0};
     xtal_err err;
     assert_int_equal(xtal_read_any(dir, &l, &err), XTAL_OK);
-    assert_int_equal(l.n, 2);
+    assert_int_equal(l.n, 3);
     assert_string_equal(l.items[0].id, "a");
     assert_int_equal(l.items[0].Z[0], 79);
     assert_string_equal(l.items[1].id, "b");
     assert_int_equal(l.items[1].Z[0], 29);
+    assert_string_equal(l.items[2].id, "na");
+    assert_int_equal(l.items[2].Z[0], 11);
     /* One bad file fails the whole directory and appends nothing. */
     write_text(dir, "c.cif", "data_c\n_cell_length_a 3\n");
     assert_int_equal(xtal_read_any(dir, &l, &err), XTAL_EINVALID);
     assert_non_null(strstr(err.msg, "c.cif"));
-    assert_int_equal(l.n, 2);
+    assert_int_equal(l.n, 3);
+    remove_file(dir, "c.cif");
+    write_text(dir, "d.xyz", "1\nProperties=species:S:1:pos:R:3\nNa 0 0 0\n");
+    assert_int_equal(xtal_read_any(dir, &l, &err), XTAL_EPARSE);
+    assert_non_null(strstr(err.msg, "d.xyz:2"));
+    assert_int_equal(l.n, 3);
     xtal_list_free(&l);
     remove_file(dir, "b.cif");
     remove_file(dir, "a.vasp");
-    remove_file(dir, "c.cif");
+    remove_file(dir, "c.xyz");
+    remove_file(dir, "d.xyz");
     remove_file(dir, "README.md");
     remove_file(dir, ".hidden.cif");
     /* A directory with nothing to read is an error. */
@@ -135,7 +146,8 @@ static void test_read_any_refusals(void **state)
     assert_int_equal(xtal_read_any(path, &l, &err), XTAL_EUNSUPPORTED);
     assert_non_null(strstr(err.msg, "notes.txt"));
     remove_file(tmp_dir, "notes.txt");
-    assert_int_equal(xtal_read_any("frames.xyz", &l, &err), XTAL_EUNSUPPORTED);
+    assert_int_equal(xtal_read_any("/nonexistent/frames.xyz", &l, &err), XTAL_EIO);
+    assert_non_null(strstr(err.msg, "frames.xyz"));
     assert_int_equal(xtal_read_any("", &l, &err), XTAL_EIO);
     /* Single files of each format. */
     write_text(tmp_dir, "POSCAR", au_poscar);
@@ -143,6 +155,12 @@ static void test_read_any_refusals(void **state)
     assert_int_equal(xtal_read_any(path, &l, &err), XTAL_OK);
     assert_int_equal(l.n, 1);
     remove_file(tmp_dir, "POSCAR");
+    write_text(tmp_dir, "na.extxyz", na_xyz);
+    path_in(tmp_dir, "na.extxyz", path, sizeof path);
+    assert_int_equal(xtal_read_any(path, &l, &err), XTAL_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[1].id, "na");
+    remove_file(tmp_dir, "na.extxyz");
     xtal_list_free(&l);
 }
 
