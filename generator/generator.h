@@ -142,9 +142,24 @@ typedef struct {
 } gen_outputs;
 
 /* Forward pass. keep_activations = 1 keeps what gen_backward needs (edge activations of all
- * layers); 0 reuses one layer's edge buffers (sampling: about layers-times less memory). */
+ * layers); 0 reuses one layer's edge buffers (sampling: about layers-times less memory).
+ * Its GEMMs are druse's own (generator/gemm.h), on weights packed into the workspace; every
+ * output element is one FMA chain in a fixed order, so an atom's (a crystal's) outputs are the
+ * same bits whether it is evaluated alone or in a batch with others, with or without kept
+ * activations. The packing is redone on every call unless the workspace is bound to m. */
 int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int keep_activations,
                 gen_outputs *out, xtal_err *err);
+/* Binds w to m for inference: packs m's forward weights once, so that gen_forward(m, w, b, 0,
+ * ...) calls skip the packing (for a small crystal it cost as much as the forward's GEMMs). The
+ * pack is a copy of m->params: after changing them, bind again or unbind (a bound workspace
+ * would otherwise compute with the old weights; it is detected only when m or m->params, the
+ * pointers, change). Forwards with kept activations (training) never use the binding. gen_sample
+ * binds at its start and restores the previous state at its end. Results are bit-identical bound
+ * or not. */
+int gen_workspace_bind(gen_workspace *w, const gen_model *m, xtal_err *err);
+void gen_workspace_unbind(gen_workspace *w);
+/* 1 when w is bound to m (and m->params is the block it was packed from). */
+int gen_workspace_bound(const gen_workspace *w, const gen_model *m);
 /* Loss of the last forward (which must have kept activations for a following backward) and
  * its gradient with respect to the outputs, stored in the workspace. */
 int gen_loss(const gen_model *m, gen_workspace *w, const gen_batch *b, const gen_targets *tg,

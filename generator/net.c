@@ -14,6 +14,8 @@
  */
 #include "generator/generator.h"
 
+#include "generator/gemm.h"
+
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -41,6 +43,12 @@ struct gen_workspace {
     float *dcoord, *dlat, *dlogits;
     /* backward */
     float *dh, *dx, *dm, *dnz, *dP, *dQ, *dhf, *dGc, *du, *dt1, *dp, *dM, *eB;
+    /* the forward's weights packed for gen_gemm (pack_weights): pk[pko[i] ..] is weight i */
+    float *pk;
+    size_t pk_cap, *pko;
+    int pko_cap;
+    const gen_model *bound;    /* gen_workspace_bind: pk holds this model's weights... */
+    const float *bound_params; /* ...packed from this parameter block */
 };
 
 gen_workspace *gen_workspace_new(void)
@@ -55,6 +63,8 @@ void gen_workspace_free(gen_workspace *w)
     free(w->node_b);
     free(w->eoff);
     free(w->poff);
+    free(w->pk);
+    free(w->pko);
     free(w);
 }
 
@@ -83,7 +93,7 @@ static size_t layout(gen_workspace *w, float *base, const gen_hparams *hp, int N
     TAKE(lnr, L * n);
     TAKE(tab, n * F);
     TAKE(phi, Ep * F); /* per pair i <= j: [sin part (3K) | cos part (3K)] */
-    TAKE(Wsc, d * F);  /* W_phi with the same column order */
+    TAKE(Wsc, keep ? d * F : 0); /* backward: dW_phi in the pair features' column order */
     TAKE(U, Ep * d);   /* W_sin sin-part; backward: dz_ij - dz_ji */
     TAKE(V, Ep * d);   /* W_cos cos-part; backward: dz_ij + dz_ji */
     TAKE(P, n * d);
@@ -130,14 +140,8 @@ static size_t layout(gen_workspace *w, float *base, const gen_hparams *hp, int N
 
 /* ------------------------------------------------------------ primitives */
 
-/* Y[rows x out] (ldy) = X[rows x in] (ldx) W[out x in]^T (ldw) + beta Y */
-static void mm_fwd(float *Y, int ldy, const float *X, int ldx, const float *W, int ldw, int rows,
-                   int in, int out, float beta)
-{
-    if (rows <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, X, ldx, W, ldw, beta,
-                Y, ldy);
-}
+/* The forward's GEMMs: gen_gemm (generator/gemm.h) on packed weights, see pack_weights.
+ * The backward's, with OpenBLAS: */
 
 /* dX[rows x in] (lddx) = dY[rows x out] (lddy) W[out x in] (ldw) + beta dX */
 static void mm_bwd_x(float *dX, int lddx, const float *dY, int lddy, const float *W, int ldw,
@@ -155,12 +159,6 @@ static void mm_bwd_w(float *dW, int lddw, const float *dY, int lddy, const float
     if (rows <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dY, lddy, X, ldx,
                 1.0f, dW, lddw);
-}
-
-static void add_bias(float *Y, const float *bias, size_t rows, int out)
-{
-    for (size_t r = 0; r < rows; r++)
-        for (int o = 0; o < out; o++) Y[r * (size_t)out + (size_t)o] += bias[o];
 }
 
 /* db += column sums of dY, accumulated in double (rows may be all edges of a batch) */
@@ -338,19 +336,9 @@ static void pair_features(float *phi, const float *t, int n, int H)
     }
 }
 
-/* W_phi's columns (per axis a: K sin, K cos) gathered as [all sin | all cos], the order of
- * pair_features: Wsc[o][a*K + k] = W[o][a*2K + k], Wsc[o][3K + a*K + k] = W[o][a*2K + K + k] */
-static void phi_weights(float *Wsc, const float *W, int ldw, int d, int K)
-{
-    for (int o = 0; o < d; o++)
-        for (int a = 0; a < 3; a++)
-            for (int k = 0; k < K; k++) {
-                Wsc[(size_t)o * 6 * K + a * K + k] = W[(size_t)o * ldw + 2 * K * a + k];
-                Wsc[(size_t)o * 6 * K + 3 * K + a * K + k] = W[(size_t)o * ldw + 2 * K * a + K + k];
-            }
-}
-
-/* dW += dWsc scattered back to W_phi's column order (the inverse of phi_weights) */
+/* dW += dWsc scattered back to W_phi's column order, per axis a: K sin, K cos (the forward
+ * gathers them as [all sin | all cos], the order of pair_features: see pack_weights):
+ * dW[o][a*2K + k] += dWsc[o][a*K + k], dW[o][a*2K + K + k] += dWsc[o][3K + a*K + k] */
 static void phi_weights_grad(float *dW, int ldw, const float *dWsc, int d, int K)
 {
     for (int o = 0; o < d; o++)
@@ -492,6 +480,114 @@ static pref head_t(const gen_model *m, int k)
     return tensor_at(m, T_LAYER0 + L_NT * m->hp.layers + k);
 }
 
+/* ------------------------------------------------- packed forward weights
+ * The forward's GEMMs run through gen_gemm (generator/gemm.h) on weights packed into column
+ * panels. OpenBLAS repacks the weight matrix on every call, which dominated the forward of one
+ * small crystal (the sampler's unit of work); here the packing is done once per gen_forward, or
+ * once per gen_workspace_bind (gen_sample binds for its whole run). */
+
+enum { PK_T0 = 0, PK_T2, PK_COORD, PK_TYPE, PK_LAT, PK_LAYER0 };
+enum { PL_P = 0, PL_Q, PL_G, PL_U, PL_V, PL_W2, PL_N0A, PL_N0B, PL_N2, PL_NT };
+
+static const float *pk_at(const gen_workspace *w, int idx)
+{
+    return w->pk + w->pko[idx];
+}
+static const float *pk_layer(const gen_workspace *w, int l, int k)
+{
+    return pk_at(w, PK_LAYER0 + PL_NT * l + k);
+}
+
+/* Packs every forward weight of m into w->pk (grown on demand). */
+static int pack_weights(gen_workspace *w, const gen_model *m, xtal_err *err)
+{
+    const gen_hparams *hp = &m->hp;
+    const int d = hp->hidden, K = hp->n_freq, F = 6 * K, T = hp->time_dim, V = hp->n_types - 1;
+    const int din = 2 * d + 6 + F, L = hp->layers, nw = PK_LAYER0 + PL_NT * L;
+    /* (in, out) of each packed weight, in index order */
+    int shape[PK_LAYER0 + PL_NT * 64][2];
+    shape[PK_T0][0] = T, shape[PK_T0][1] = d;
+    shape[PK_T2][0] = d, shape[PK_T2][1] = d;
+    shape[PK_COORD][0] = d, shape[PK_COORD][1] = 3;
+    shape[PK_TYPE][0] = d, shape[PK_TYPE][1] = V;
+    shape[PK_LAT][0] = d, shape[PK_LAT][1] = 9;
+    for (int l = 0; l < L; l++) {
+        int(*s)[2] = shape + PK_LAYER0 + PL_NT * l;
+        const int in[PL_NT] = {d, d, 6, 3 * K, 3 * K, d, d, d, d};
+        for (int k = 0; k < PL_NT; k++) s[k][0] = in[k], s[k][1] = d;
+    }
+    if (w->pko_cap < nw + 1) {
+        size_t *p = realloc(w->pko, (size_t)(nw + 1) * sizeof(size_t));
+        if (!p) return xtal_err_set(err, XTAL_ENOMEM, "out of memory (packed weights)");
+        w->pko = p;
+        w->pko_cap = nw + 1;
+    }
+    w->pko[0] = 0;
+    for (int i = 0; i < nw; i++) /* 64-byte aligned panels */
+        w->pko[i + 1] = w->pko[i] + ((gen_wpack_floats(shape[i][0], shape[i][1]) + 15) & ~(size_t)15);
+    if (w->pko[nw] > w->pk_cap) {
+        free(w->pk);
+        w->pk = aligned_alloc(64, w->pko[nw] * sizeof(float));
+        if (!w->pk) {
+            w->pk_cap = 0;
+            return xtal_err_set(err, XTAL_ENOMEM, "out of memory (packed weights, %zu floats)",
+                                w->pko[nw]);
+        }
+        w->pk_cap = w->pko[nw];
+    }
+    int *col = malloc((size_t)F * sizeof(int));
+    if (!col) return xtal_err_set(err, XTAL_ENOMEM, "out of memory (packed weights)");
+    /* W_phi's columns (per axis a: K sin, K cos) in the pair features' order [all sin | all cos]:
+     * sin input a K + k is column 2 K a + k, cos input a K + k is column 2 K a + K + k */
+    for (int a = 0; a < 3; a++)
+        for (int k = 0; k < K; k++) {
+            col[a * K + k] = 2 * K * a + k;
+            col[3 * K + a * K + k] = 2 * K * a + K + k;
+        }
+    float *pk = w->pk;
+    const size_t *o = w->pko;
+    gen_wpack_pack(pk + o[PK_T0], tensor_at(m, T_TIME0_W).p, T, T, d, NULL);
+    gen_wpack_pack(pk + o[PK_T2], tensor_at(m, T_TIME2_W).p, d, d, d, NULL);
+    gen_wpack_pack(pk + o[PK_COORD], head_t(m, H_COORD).p, d, d, 3, NULL);
+    gen_wpack_pack(pk + o[PK_TYPE], head_t(m, H_TYPE_W).p, d, d, V, NULL);
+    gen_wpack_pack(pk + o[PK_LAT], head_t(m, H_LATTICE).p, d, d, 9, NULL);
+    for (int l = 0; l < L; l++) {
+        const size_t *ol = o + PK_LAYER0 + PL_NT * l;
+        const float *W1 = layer_t(m, l, L_E0_W).p, *Wn0 = layer_t(m, l, L_N0_W).p;
+        gen_wpack_pack(pk + ol[PL_P], W1, din, d, d, NULL);
+        gen_wpack_pack(pk + ol[PL_Q], W1 + d, din, d, d, NULL);
+        gen_wpack_pack(pk + ol[PL_G], W1 + 2 * d, din, 6, d, NULL);
+        gen_wpack_pack(pk + ol[PL_U], W1 + 2 * d + 6, din, 3 * K, d, col);
+        gen_wpack_pack(pk + ol[PL_V], W1 + 2 * d + 6, din, 3 * K, d, col + 3 * K);
+        gen_wpack_pack(pk + ol[PL_W2], layer_t(m, l, L_E2_W).p, d, d, d, NULL);
+        gen_wpack_pack(pk + ol[PL_N0A], Wn0, 2 * d, d, d, NULL);
+        gen_wpack_pack(pk + ol[PL_N0B], Wn0 + d, 2 * d, d, d, NULL);
+        gen_wpack_pack(pk + ol[PL_N2], layer_t(m, l, L_N2_W).p, d, d, d, NULL);
+    }
+    free(col);
+    w->bound = NULL;
+    return XTAL_OK;
+}
+
+int gen_workspace_bind(gen_workspace *w, const gen_model *m, xtal_err *err)
+{
+    int rc = pack_weights(w, m, err);
+    if (rc) return rc;
+    w->bound = m;
+    w->bound_params = m->params;
+    return XTAL_OK;
+}
+
+void gen_workspace_unbind(gen_workspace *w)
+{
+    if (w) w->bound = NULL;
+}
+
+int gen_workspace_bound(const gen_workspace *w, const gen_model *m)
+{
+    return w && m && w->bound == m && w->bound_params == m->params;
+}
+
 /* ----------------------------------------------------------------- batch */
 
 int gen_batch_check(const gen_model *m, const gen_batch *b, xtal_err *err)
@@ -586,9 +682,14 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
     if (rc) return rc;
     rc = ensure(w, m, b, keep ? 1 : 0, err);
     if (rc) return rc;
+    /* training (kept activations) always packs afresh: the parameters change every step */
+    if (keep || !gen_workspace_bound(w, m)) {
+        rc = pack_weights(w, m, err);
+        if (rc) return rc;
+    }
     const gen_hparams *hp = &m->hp;
     const int d = hp->hidden, K = hp->n_freq, F = 6 * K, T = hp->time_dim, V = hp->n_types - 1;
-    const int din = 2 * d + 6 + F, N = w->N, B = w->B;
+    const int N = w->N, B = w->B;
     const size_t E = w->E, nd = (size_t)N * d;
 
     /* time embedding -> time MLP: u_b = W2 silu(W1 e(t_b) + b1) + b2 */
@@ -601,13 +702,10 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
             w->temb[(size_t)c * T + half + k] = (float)cos(a);
         }
     }
-    pref tw0 = tensor_at(m, T_TIME0_W), tb0 = tensor_at(m, T_TIME0_B);
-    pref tw2 = tensor_at(m, T_TIME2_W), tb2 = tensor_at(m, T_TIME2_B);
-    mm_fwd(w->t1, d, w->temb, T, tw0.p, T, B, T, d, 0.0f);
-    add_bias(w->t1, tb0.p, (size_t)B, d);
+    pref tb0 = tensor_at(m, T_TIME0_B), tb2 = tensor_at(m, T_TIME2_B);
+    gen_gemm(w->t1, d, w->temb, T, pk_at(w, PK_T0), B, T, d, 0, tb0.p);
     silu_fwd(w->ta, w->t1, (size_t)B * d);
-    mm_fwd(w->u, d, w->ta, d, tw2.p, d, B, d, d, 0.0f);
-    add_bias(w->u, tb2.p, (size_t)B, d);
+    gen_gemm(w->u, d, w->ta, d, pk_at(w, PK_T2), B, d, d, 0, tb2.p);
 
     /* h0_i = embed(type_i) + u_b(i) */
     const float *emb = tensor_at(m, T_EMBED).p;
@@ -660,16 +758,14 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
         float *z2 = w->z2 + (keep ? (size_t)l * E * d : 0);
         float *mm = w->msg + (size_t)l * nd, *nz = w->nz + (size_t)l * nd;
         pref lnw = layer_t(m, l, L_LN_W), lnb = layer_t(m, l, L_LN_B);
-        pref W1 = layer_t(m, l, L_E0_W), b1 = layer_t(m, l, L_E0_B);
-        pref W2 = layer_t(m, l, L_E2_W), b2 = layer_t(m, l, L_E2_B);
-        pref Wn0 = layer_t(m, l, L_N0_W), bn0 = layer_t(m, l, L_N0_B);
-        pref Wn2 = layer_t(m, l, L_N2_W), bn2 = layer_t(m, l, L_N2_B);
+        pref b1 = layer_t(m, l, L_E0_B), b2 = layer_t(m, l, L_E2_B);
+        pref bn0 = layer_t(m, l, L_N0_B), bn2 = layer_t(m, l, L_N2_B);
 
         ln_fwd(x, w->lnm + (size_t)l * N, w->lnr + (size_t)l * N, hl, lnw.p, lnb.p, N, d);
         /* node and crystal parts of the first edge layer */
-        mm_fwd(w->Gc, d, w->g, 6, W1.p + 2 * d, din, B, 6, d, 0.0f);
-        mm_fwd(w->P, d, x, d, W1.p, din, N, d, d, 0.0f);
-        mm_fwd(w->Q, d, x, d, W1.p + d, din, N, d, d, 0.0f);
+        gen_gemm(w->Gc, d, w->g, 6, pk_layer(w, l, PL_G), B, 6, d, 0, NULL);
+        gen_gemm(w->P, d, x, d, pk_layer(w, l, PL_P), N, d, d, 0, NULL);
+        gen_gemm(w->Q, d, x, d, pk_layer(w, l, PL_Q), N, d, d, 0, NULL);
         for (int i = 0; i < N; i++) {
             float *p = w->P + (size_t)i * d;
             const float *gc = w->Gc + (size_t)w->node_b[i] * d;
@@ -678,9 +774,8 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
         /* per edge: z1_ij = W_phi phi_ij + P_i + Q_j = V_p +- U_p + P_i + Q_j (pair p of i, j),
          * activation a1 (in place of z1 without keep) */
         float *a1 = keep ? w->a1 + (size_t)l * E * d : z1;
-        phi_weights(w->Wsc, W1.p + 2 * d + 6, din, d, K);
-        mm_fwd(w->U, d, w->phi, F, w->Wsc, F, (int)w->Ep, 3 * K, d, 0.0f);
-        mm_fwd(w->V, d, w->phi + 3 * K, F, w->Wsc + 3 * K, F, (int)w->Ep, 3 * K, d, 0.0f);
+        gen_gemm(w->U, d, w->phi, F, pk_layer(w, l, PL_U), (int)w->Ep, 3 * K, d, 0, NULL);
+        gen_gemm(w->V, d, w->phi + 3 * K, F, pk_layer(w, l, PL_V), (int)w->Ep, 3 * K, d, 0, NULL);
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
             size_t e0 = w->eoff[c] * (size_t)d, p0 = w->poff[c] * (size_t)d;
@@ -690,30 +785,26 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
             else
                 edge_in(z1 + e0, w->U + p0, w->V + p0, p, q, n, d);
         }
-        mm_fwd(z2, d, a1, d, W2.p, d, (int)E, d, d, 0.0f);
+        gen_gemm(z2, d, a1, d, pk_layer(w, l, PL_W2), (int)E, d, d, 0, NULL);
         /* m_i = mean_j silu(z2_ij + b2) */
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
             edge_out(z2 + w->eoff[c] * (size_t)d, mm + (size_t)o * d, b2.p, n, d, keep);
         }
         /* node update: h_{l+1} = h_l + Wn2 silu(Wn0 [x, m] + bn0) + bn2 */
-        mm_fwd(nz, d, x, d, Wn0.p, 2 * d, N, d, d, 0.0f);
-        mm_fwd(nz, d, mm, d, Wn0.p + d, 2 * d, N, d, d, 1.0f);
-        add_bias(nz, bn0.p, (size_t)N, d);
+        gen_gemm(nz, d, x, d, pk_layer(w, l, PL_N0A), N, d, d, 0, NULL);
+        gen_gemm(nz, d, mm, d, pk_layer(w, l, PL_N0B), N, d, d, 1, bn0.p);
         silu_fwd(w->na, nz, nd);
         memcpy(hn, hl, nd * sizeof(float));
-        mm_fwd(hn, d, w->na, d, Wn2.p, d, N, d, d, 1.0f);
-        add_bias(hn, bn2.p, (size_t)N, d);
+        gen_gemm(hn, d, w->na, d, pk_layer(w, l, PL_N2), N, d, d, 1, bn2.p);
     }
 
     /* heads */
     const float *hL = w->h + (size_t)hp->layers * nd;
-    pref fw = head_t(m, H_LN_W), fb = head_t(m, H_LN_B), Wc = head_t(m, H_COORD);
-    pref Wl = head_t(m, H_LATTICE), Wa = head_t(m, H_TYPE_W), ba = head_t(m, H_TYPE_B);
+    pref fw = head_t(m, H_LN_W), fb = head_t(m, H_LN_B), ba = head_t(m, H_TYPE_B);
     ln_fwd(w->hf, w->fm, w->fr, hL, fw.p, fb.p, N, d);
-    mm_fwd(w->coord, 3, w->hf, d, Wc.p, d, N, d, 3, 0.0f);
-    mm_fwd(w->logits, V, w->hf, d, Wa.p, d, N, d, V, 0.0f);
-    add_bias(w->logits, ba.p, (size_t)N, V);
+    gen_gemm(w->coord, 3, w->hf, d, pk_at(w, PK_COORD), N, d, 3, 0, NULL);
+    gen_gemm(w->logits, V, w->hf, d, pk_at(w, PK_TYPE), N, d, V, 0, ba.p);
     for (int c = 0; c < B; c++) {
         int o = b->offsets[c], n = b->offsets[c + 1] - o;
         float *pc = w->pool + (size_t)c * d;
@@ -722,7 +813,7 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
             for (int k = 0; k < d; k++) pc[k] += w->hf[(size_t)i * d + k];
         for (int k = 0; k < d; k++) pc[k] /= (float)n;
     }
-    mm_fwd(w->Mh, 9, w->pool, d, Wl.p, d, B, d, 9, 0.0f);
+    gen_gemm(w->Mh, 9, w->pool, d, pk_at(w, PK_LAT), B, d, 9, 0, NULL);
     for (int c = 0; c < B; c++) {
         const float *M = w->Mh + 9 * c, *Lc = b->lattice + 9 * c;
         float *o = w->lat + 9 * c;

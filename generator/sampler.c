@@ -220,9 +220,17 @@ int gen_sample(const gen_model *m, gen_workspace *w, const gen_sampler_opts *o, 
         if (!own) return xtal_err_set(err, XTAL_ENOMEM, "out of memory (workspace)");
         w = own;
     }
+    /* the weights are packed once for the whole run (the model is const during the call) */
+    int was_bound = gen_workspace_bound(w, m);
+    int rc = gen_workspace_bind(w, m, err);
+    if (rc) {
+        gen_workspace_free(own);
+        return rc;
+    }
     net_ctx c = {m, w, o->packed};
-    int rc = gen_sample_eval(net_eval, &c, m->hp.n_types, o, seed, batch_id, first, count, out,
-                             status, traj, traj_every, traj_ctx, err);
+    rc = gen_sample_eval(net_eval, &c, m->hp.n_types, o, seed, batch_id, first, count, out, status,
+                         traj, traj_every, traj_ctx, err);
+    if (!was_bound) gen_workspace_unbind(w);
     gen_workspace_free(own);
     return rc;
 }

@@ -244,7 +244,9 @@ int main(int argc, char **argv)
     printf("fwd_gflop=%.4f\n", ff / 1e9);
     int *offb = malloc((B + 1) * sizeof(int));
     gen_outputs out;
-    /* forward, packed */
+    /* forward, packed. The workspace is bound to the model (weights packed once), as gen_sample
+     * binds it for a whole sampling run */
+    die(gen_workspace_bind(w, &m, &e), &e);
     gen_batch g = view(&bb, 0, B, offb);
     die(gen_forward(&m, w, &g, 0, &out, &e), &e); /* warm-up, grows the workspace */
     double best = 1e30;
@@ -267,6 +269,7 @@ int main(int argc, char **argv)
         if (dt < best) best = dt;
     }
     printf("fwd_percrystal_s=%.6f\n", best);
+    gen_workspace_unbind(w);
     /* training step: forward (kept activations) + loss + backward, packed */
     g = view(&bb, 0, B, offb);
     gen_targets tg = {bb.tc, bb.tl, bb.ttypes, 1.0f, 1.0f, 1.0f};
