@@ -1,6 +1,6 @@
 /* The denoiser network (generator/net.c): gradients against central finite differences,
  * invariances (lattice rotation, atom permutation, translation), forward without kept
- * activations, and (with DRUSE_GEN_DUMP=path) a dump of model, batch, outputs, loss and every
+ * activations, a crystal alone or in a batch (same bits), and (with DRUSE_GEN_DUMP=path) a dump of model, batch, outputs, loss and every
  * gradient for the PyTorch referee tests/referee/test_gen_torch.py.
  *
  * The batch is real MP-20 structures of mixed sizes from $DRUSE_DATA/mp_20/test.csv.gz (the
@@ -250,6 +250,42 @@ static void test_forward_modes_agree(void **state)
     assert_int_not_equal(gen_backward(&fx.model, w0, &fx.batch, &err), XTAL_OK);
     gen_workspace_free(w1);
     gen_workspace_free(w0);
+}
+
+/* A crystal's outputs are the same bits alone or in the batch, with the workspace bound to the
+ * model (weights packed once) or not: the forward GEMM's rounding does not depend on the rows
+ * around a row (generator/gemm.h). */
+static void test_batch_equals_single(void **state)
+{
+    (void)state;
+    gen_workspace *wb = gen_workspace_new(), *w1 = gen_workspace_new(), *w2 = gen_workspace_new();
+    gen_outputs ob, o1, o2;
+    xtal_err err;
+    const int V = fx.model.hp.n_types - 1;
+    assert_int_equal(gen_forward(&fx.model, wb, &fx.batch, 0, &ob, &err), XTAL_OK);
+    assert_int_equal(gen_workspace_bind(w2, &fx.model, &err), XTAL_OK);
+    assert_true(gen_workspace_bound(w2, &fx.model));
+    assert_false(gen_workspace_bound(w1, &fx.model));
+    for (int c = 0; c < fx.B; c++) {
+        int a0 = fx.offsets[c], n = fx.offsets[c + 1] - a0, off1[2] = {0, n};
+        gen_batch one = {1, n, off1, fx.types + a0, fx.frac + 3 * a0, fx.lattice + 9 * c, fx.t + c};
+        assert_int_equal(gen_forward(&fx.model, w1, &one, 0, &o1, &err), XTAL_OK);
+        assert_memory_equal(o1.coord, ob.coord + 3 * a0, (size_t)n * 3 * sizeof(float));
+        assert_memory_equal(o1.lattice, ob.lattice + 9 * c, 9 * sizeof(float));
+        assert_memory_equal(o1.logits, ob.logits + (size_t)a0 * V, (size_t)n * V * sizeof(float));
+        assert_int_equal(gen_forward(&fx.model, w2, &one, 0, &o2, &err), XTAL_OK);
+        assert_memory_equal(o2.coord, o1.coord, (size_t)n * 3 * sizeof(float));
+        assert_memory_equal(o2.lattice, o1.lattice, 9 * sizeof(float));
+        assert_memory_equal(o2.logits, o1.logits, (size_t)n * V * sizeof(float));
+    }
+    /* a forward with kept activations ignores the binding and keeps the same bits */
+    assert_int_equal(gen_forward(&fx.model, w2, &fx.batch, 1, &o2, &err), XTAL_OK);
+    assert_memory_equal(o2.logits, ob.logits, (size_t)fx.N * V * sizeof(float));
+    assert_false(gen_workspace_bound(w2, &fx.model)); /* it repacked: the binding is gone */
+    gen_workspace_unbind(w2);
+    gen_workspace_free(wb);
+    gen_workspace_free(w1);
+    gen_workspace_free(w2);
 }
 
 /* ------------------------------------------------------------ invariances */
@@ -512,6 +548,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients_finite_differences),
         cmocka_unit_test(test_forward_modes_agree),
+        cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_rotation_invariance),
         cmocka_unit_test(test_permutation_invariance),
         cmocka_unit_test(test_translation_invariance),
