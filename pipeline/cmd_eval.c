@@ -1,5 +1,7 @@
-/* `druse eval SAMPLES --reference DIR [--csp] [--json] [--n-valid N]`: the CDVAE/DiffCSP
- * evaluation of generated structures against a CDVAE-style dataset (docs/eval.md).
+/* `druse eval SAMPLES --reference DIR [--csp] [--json] [--n-valid N] [--unrelaxed]`: the
+ * CDVAE/DiffCSP evaluation of generated structures against a CDVAE-style dataset
+ * (docs/eval.md). SAMPLES may be a campaign archive (docs/archive.md): its records in
+ * sample-id order, with the campaign's funnel beside the metrics.
  *
  * Generation (default): structural and compositional validity, Wasserstein distances of
  * density and of the number of elements (first N valid samples vs test), uniqueness, novelty
@@ -17,17 +19,28 @@
 #include <time.h>
 
 #include "filters/filters.h"
+#include "pipeline/archive.h"
 #include "pipeline/pipeline.h"
 
 static const char eval_help[] =
-    "usage: druse eval SAMPLES --reference DIR [--json] [--n-valid N]\n"
+    "usage: druse eval SAMPLES --reference DIR [--json] [--n-valid N] [--unrelaxed]\n"
     "       druse eval --csp SAMPLES --reference DIR [--json]\n"
     "\n"
     "Evaluates generated structures the way CDVAE and DiffCSP do (docs/eval.md has the exact\n"
     "definitions). SAMPLES is a CIF (one or many data blocks), POSCAR, a dataset CSV\n"
-    "(.csv/.csv.gz), a directory of structure files, or an extended XYZ file (.xyz/.extxyz, as\n"
-    "written by `druse sample -o out.xyz`). DIR holds the dataset splits train.csv.gz,\n"
-    "val.csv.gz, test.csv.gz (or the same names without .gz), e.g. shared/data/mp_20.\n"
+    "(.csv/.csv.gz), a directory of structure files, an extended XYZ file (.xyz/.extxyz, as\n"
+    "written by `druse sample -o out.xyz`), or a campaign archive written by `druse screen` or\n"
+    "`druse merge` (an HDF5 file, recognised by its signature whatever its name). DIR holds the\n"
+    "dataset splits train.csv.gz, val.csv.gz, test.csv.gz (or the same names without .gz),\n"
+    "e.g. shared/data/mp_20.\n"
+    "\n"
+    "A campaign archive gives every archived record (campaign duplicates included), in\n"
+    "sample-id order, as relaxed (default) or, with --unrelaxed, as sampled. An archive holds\n"
+    "only the samples that passed the screening filters (distance, charge neutrality,\n"
+    "symmetry, relaxation), so the metrics over an archive describe the survivors, measured\n"
+    "after the filters, not everything the model sampled: validity there is not the model's\n"
+    "validity. The campaign's funnel totals (sampled, rejected at each filter, passed,\n"
+    "duplicate, archived) are printed with the metrics so that the two can be told apart.\n"
     "\n"
     "Generation metrics (default; needs DIR/test and DIR/train):\n"
     "  struct_valid   % of all samples whose distinct sites are all >= 0.5 A apart (minimum\n"
@@ -57,24 +70,40 @@ static const char eval_help[] =
     "  --csp            CSP metrics instead of generation metrics\n"
     "  --n-valid N      valid samples used for the Wasserstein distances (default 1000;\n"
     "                   all valid ones when fewer)\n"
+    "  --unrelaxed      a campaign archive's structures as sampled (lattice_unrelaxed,\n"
+    "                   frac_unrelaxed) instead of relaxed\n"
     "  --json           one JSON object instead of the table, keys: mode, samples,\n"
     "                   reference, n_samples, n_struct_valid, n_comp_valid, n_valid,\n"
     "                   struct_valid, comp_valid, valid (percent), n_wdist, n_test,\n"
     "                   wdist_density, wdist_nelems, n_unique, n_novel, unique, novel,\n"
     "                   matcher_refused, train_refused, spacegroup_tv, spacegroups_valid and\n"
     "                   spacegroups_test ({source, found, failed, top: [{spacegroup, count,\n"
-    "                   percent}]}); with --csp: mode, samples, reference, n_test, n_samples,\n"
+    "                   percent}]}) and archive (null, or for a campaign archive {campaign,\n"
+    "                   batches_done, batches_planned, structures (relaxed|unrelaxed),\n"
+    "                   records, funnel: {sampled, invalid, too_close, not_neutral,\n"
+    "                   symmetry_failed, relax_failed, passed, duplicate, archived}});\n"
+    "                   with --csp: mode, samples, reference, n_test, n_samples,\n"
     "                   n_matched, n_struct_valid, match_errors, match_rate, rmse, stol,\n"
     "                   angle_tol, ltol. Percentages are null when their denominator is 0.\n"
     "\n"
-    "Progress goes to stderr. Exit status: 0 on success, 1 when a file cannot be read or a\n"
-    "CSP sample names no test material_id (or one twice), 2 on usage.\n";
+    "--csp does not take an archive (its records are named by sample id, not by test\n"
+    "material_id). Progress goes to stderr. Exit status: 0 on success, 1 when a file cannot\n"
+    "be read (an HDF5 file that is no druse archive included) or a CSP sample names no test\n"
+    "material_id (or one twice), 2 on usage.\n";
 
 typedef struct {
     const char *samples, *reference;
-    int json, csp;
+    int json, csp, unrelaxed;
     long n_valid;
 } eval_args;
+
+/* What a campaign archive given as SAMPLES says about itself. */
+typedef struct {
+    int is_archive;
+    char campaign[256];
+    long batches_done, batches_planned, records, duplicates;
+    int64_t counts[PIPE_NCOUNTS]; /* the funnel summed over the done batches */
+} archive_info;
 
 static double now_seconds(void)
 {
@@ -102,6 +131,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
                                              {"csp", no_argument, 0, 'c'},
                                              {"json", no_argument, 0, 'j'},
                                              {"n-valid", required_argument, 0, 'n'},
+                                             {"unrelaxed", no_argument, 0, 'u'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -119,6 +149,9 @@ static int parse_args(int argc, char **argv, eval_args *a)
             break;
         case 'j':
             a->json = 1;
+            break;
+        case 'u':
+            a->unrelaxed = 1;
             break;
         case 'n':
             errno = 0;
@@ -150,16 +183,118 @@ static int parse_args(int argc, char **argv, eval_args *a)
 
 /* ------------------------------------------------------------ inputs */
 
-static int read_samples(const char *path, xtal_list *list)
+/* True when path is a regular file with the HDF5 signature, at offset 0 or at 512, 1024,
+ * 2048, ... (where a user block puts it). */
+static int is_hdf5(const char *path)
 {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    unsigned char buf[8];
+    int found = 0;
+    for (long off = 0; !found && off + 8 <= (long)st.st_size; off = off ? 2 * off : 512)
+        found = fseek(fp, off, SEEK_SET) == 0 && fread(buf, 1, 8, fp) == 8 &&
+                memcmp(buf, sig, 8) == 0;
+    fclose(fp);
+    return found;
+}
+
+typedef struct {
+    uint64_t sample_id;
+    long row;
+} sample_row;
+
+static int cmp_sample_row(const void *a, const void *b)
+{
+    uint64_t x = ((const sample_row *)a)->sample_id, y = ((const sample_row *)b)->sample_id;
+    return (x > y) - (x < y);
+}
+
+/* Every record of a campaign archive, in sample-id order (relaxed or as sampled), with ids
+ * "druse-<sample id>" as `druse export` names them; the funnel into info. */
+static int read_archive(const char *path, int unrelaxed, xtal_list *list, archive_info *info)
+{
+    pipe_records r;
+    pipe_campaign_id id;
     xtal_err err = {{0}};
-    if (xtal_read_any(path, list, &err) != XTAL_OK) {
-        pipe_error("eval", "%s", err.msg);
+    if (pipe_archive_read(path, &r, &id, &err) != XTAL_OK) {
+        pipe_error("eval", "%s (SAMPLES is an HDF5 file: druse eval reads it as a campaign "
+                   "archive)", err.msg);
+        return -1;
+    }
+    free(id.config_text);
+    int64_t *dup = malloc(sizeof *dup * (size_t)(r.n + 1));
+    sample_row *order = malloc(sizeof *order * (size_t)(r.n + 1));
+    int rc = dup && order ? pipe_archive_read_duplicates(path, r.n, dup, &err)
+                          : xtal_err_set(&err, XTAL_ENOMEM, "out of memory");
+    memset(info, 0, sizeof *info);
+    info->is_archive = 1;
+    snprintf(info->campaign, sizeof info->campaign, "%s", id.name);
+    info->batches_done = r.n_batches;
+    info->batches_planned = id.batches;
+    info->records = r.n;
+    for (long b = 0; b < r.n_batches; b++)
+        for (int k = 0; k < PIPE_NCOUNTS; k++) info->counts[k] += r.counts[PIPE_NCOUNTS * b + k];
+    for (long i = 0; !rc && i < r.n; i++) {
+        info->duplicates += dup[i] >= 0;
+        order[i].sample_id = r.sample_id[i];
+        order[i].row = i;
+    }
+    /* a live master lists its segments in commit order, not sample-id order */
+    if (!rc) qsort(order, (size_t)r.n, sizeof *order, cmp_sample_row);
+    for (long k = 0; !rc && k < r.n; k++) {
+        xtal_crystal c = {0};
+        rc = pipe_records_crystal(&r, order[k].row, unrelaxed, &c, &err);
+        if (!rc) {
+            snprintf(c.id, sizeof c.id, "druse-%llu", (unsigned long long)order[k].sample_id);
+            if ((rc = xtal_list_push(list, &c, &err))) xtal_crystal_free(&c);
+        }
+    }
+    free(dup);
+    free(order);
+    pipe_records_free(&r);
+    if (rc) {
+        if (strstr(err.msg, path))
+            pipe_error("eval", "%s", err.msg);
+        else
+            pipe_error("eval", "%s: %s", path, err.msg);
         return -1;
     }
     if (list->n == 0) {
-        pipe_error("eval", "%s: no structures", path);
+        pipe_error("eval", "%s: the campaign archive holds no records (%lld sampled, none passed "
+                   "the filters)", path, (long long)info->counts[PIPE_COUNT_SAMPLED]);
         return -1;
+    }
+    return 0;
+}
+
+static int read_samples(const eval_args *a, xtal_list *list, archive_info *info)
+{
+    memset(info, 0, sizeof *info);
+    if (is_hdf5(a->samples)) {
+        if (a->csp) {
+            pipe_error("eval", "%s: --csp does not take a campaign archive (its records are "
+                       "named by sample id; --csp wants each structure named by its test "
+                       "material_id)", a->samples);
+            return PIPE_EXIT_USAGE;
+        }
+        return read_archive(a->samples, a->unrelaxed, list, info) ? PIPE_EXIT_FAILURE : 0;
+    }
+    if (a->unrelaxed) {
+        pipe_error("eval", "--unrelaxed applies to a campaign archive, and %s is none",
+                   a->samples);
+        return PIPE_EXIT_USAGE;
+    }
+    xtal_err err = {{0}};
+    if (xtal_read_any(a->samples, list, &err) != XTAL_OK) {
+        pipe_error("eval", "%s", err.msg);
+        return PIPE_EXIT_FAILURE;
+    }
+    if (list->n == 0) {
+        pipe_error("eval", "%s: no structures", a->samples);
+        return PIPE_EXIT_FAILURE;
     }
     return 0;
 }
@@ -429,9 +564,44 @@ static void print_sg_top_text(const char *label, const sg_hist *h)
            h->from_column ? "spacegroup.number column" : "spglib, symprec 0.1 A");
 }
 
-static void print_gen_text(const gen_report *r, const eval_args *a)
+/* The archive's funnel: every stage count, then duplicate and archived. */
+static void funnel_values(const archive_info *ai, const char **names, long long *values)
+{
+    for (int k = 0; k < PIPE_NCOUNTS; k++) {
+        names[k] = pipe_count_name(k);
+        values[k] = (long long)ai->counts[k];
+    }
+    names[PIPE_NCOUNTS] = "duplicate";
+    values[PIPE_NCOUNTS] = ai->duplicates;
+    names[PIPE_NCOUNTS + 1] = "archived";
+    values[PIPE_NCOUNTS + 1] = (long long)ai->counts[PIPE_COUNT_PASSED] - ai->duplicates;
+}
+
+static void print_archive_text(const archive_info *ai, const eval_args *a)
+{
+    const char *names[PIPE_NCOUNTS + 2];
+    long long v[PIPE_NCOUNTS + 2];
+    funnel_values(ai, names, v);
+    printf("  %-22s campaign '%s', %ld of %ld batches\n", "archive", ai->campaign,
+           ai->batches_done, ai->batches_planned);
+    /* sampled; rejected at each filter; passed, duplicate, archived */
+    printf("  %-22s %s %lld; rejected:", "funnel", names[0], v[0]);
+    for (int k = 1; k < PIPE_COUNT_PASSED; k++)
+        printf("%s %s %lld", k > 1 ? "," : "", names[k], v[k]);
+    printf("\n  %-22s", "");
+    for (int k = PIPE_COUNT_PASSED; k < PIPE_NCOUNTS + 2; k++)
+        printf("%s %s %lld", k > PIPE_COUNT_PASSED ? "," : "", names[k], v[k]);
+    printf("\n  %-22s %ld records (passed, duplicates included), %s\n", "evaluated", ai->records,
+           a->unrelaxed ? "the structures as sampled (--unrelaxed)" : "the relaxed structures");
+    printf("  %-22s these passed the screening filters: the metrics below describe the\n"
+           "  %-22s survivors, not all %lld samples (validity measured after the filters)\n",
+           "note", "", v[PIPE_COUNT_SAMPLED]);
+}
+
+static void print_gen_text(const gen_report *r, const eval_args *a, const archive_info *ai)
 {
     printf("druse eval: %s against %s\n", a->samples, a->reference);
+    if (ai->is_archive) print_archive_text(ai, a);
     printf("  %-22s %ld\n", "samples", r->n);
     printf("  %-22s %8.2f %%  (%ld)\n", "struct_valid", percent(r->struct_valid, r->n),
            r->struct_valid);
@@ -474,7 +644,27 @@ static void print_sg_json(const char *key, const sg_hist *h)
     fputs("]}", stdout);
 }
 
-static void print_gen_json(const gen_report *r, const eval_args *a)
+static void print_archive_json(const archive_info *ai, const eval_args *a)
+{
+    if (!ai->is_archive) {
+        fputs(", \"archive\": null", stdout);
+        return;
+    }
+    const char *names[PIPE_NCOUNTS + 2];
+    long long v[PIPE_NCOUNTS + 2];
+    funnel_values(ai, names, v);
+    fputs(", \"archive\": {\"campaign\": ", stdout);
+    pipe_json_string(stdout, ai->campaign);
+    printf(", \"batches_done\": %ld, \"batches_planned\": %ld, \"structures\": \"%s\", "
+           "\"records\": %ld, \"funnel\": {",
+           ai->batches_done, ai->batches_planned, a->unrelaxed ? "unrelaxed" : "relaxed",
+           ai->records);
+    for (int k = 0; k < PIPE_NCOUNTS + 2; k++)
+        printf("%s\"%s\": %lld", k ? ", " : "", names[k], v[k]);
+    fputs("}}", stdout);
+}
+
+static void print_gen_json(const gen_report *r, const eval_args *a, const archive_info *ai)
 {
     fputs("{\"mode\": \"generation\", \"samples\": ", stdout);
     pipe_json_string(stdout, a->samples);
@@ -496,10 +686,11 @@ static void print_gen_json(const gen_report *r, const eval_args *a)
     json_num("spacegroup_tv", sg_tv(&r->sg_samples, &r->sg_test));
     print_sg_json("spacegroups_valid", &r->sg_samples);
     print_sg_json("spacegroups_test", &r->sg_test);
+    print_archive_json(ai, a);
     fputs("}\n", stdout);
 }
 
-static int eval_generation(const eval_args *a, const xtal_list *s)
+static int eval_generation(const eval_args *a, const xtal_list *s, const archive_info *ai)
 {
     xtal_dataset test = {0}, train = {0};
     gen_report r;
@@ -525,9 +716,9 @@ static int eval_generation(const eval_args *a, const xtal_list *s)
     if (uniqueness(s, valid, tix, &r)) goto done;
     note("done");
     if (a->json)
-        print_gen_json(&r, a);
+        print_gen_json(&r, a, ai);
     else
-        print_gen_text(&r, a);
+        print_gen_text(&r, a, ai);
     code = PIPE_EXIT_OK;
 done:
     flt_index_free(tix);
@@ -687,11 +878,12 @@ int pipe_cmd_eval(int argc, char **argv)
         return PIPE_EXIT_FAILURE;
     }
     xtal_list samples = {0};
-    if (read_samples(a.samples, &samples)) {
+    archive_info ai;
+    if ((code = read_samples(&a, &samples, &ai))) {
         xtal_list_free(&samples);
-        return PIPE_EXIT_FAILURE;
+        return code;
     }
-    code = a.csp ? eval_csp(&a, &samples) : eval_generation(&a, &samples);
+    code = a.csp ? eval_csp(&a, &samples) : eval_generation(&a, &samples, &ai);
     xtal_list_free(&samples);
     return code;
 }
