@@ -259,8 +259,8 @@ static int write_one(const pipe_records *r, long i, const char *format, const ch
     } else {
         char extra[512];
         snprintf(extra, sizeof extra,
-                 "sample_id=%llu spacegroup=%d energy_per_atom=%.10g max_force=%.6g novel=%d", id,
-                 r->spacegroup[i], r->energy_per_atom[i], r->max_force[i], r->novel[i]);
+                 "id=%s sample_id=%llu spacegroup=%d energy_per_atom=%.10g max_force=%.6g novel=%d",
+                 c.id, id, r->spacegroup[i], r->energy_per_atom[i], r->max_force[i], r->novel[i]);
         rc = xtal_write_extxyz(&c, extra, out, 1, err);
     }
     xtal_crystal_free(&c);
