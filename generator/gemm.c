@@ -2,7 +2,7 @@
  * the contract: one FMA chain per output element, k increasing, so a row's bits never depend
  * on the other rows of the call).
  *
- * Loop order: rows in chunks of GEMM_MC (the chunk of X, 48 rows x in floats, stays in L1/L2),
+ * Loop order: rows in chunks of GEMM_MC (the chunk of X, 96 rows x in floats, stays in L2),
  * then the column panels (one panel, in x 16 floats, stays in L1 while the chunk's register
  * blocks stream past it), then register blocks of 6 rows. Nothing is packed per call: X is read
  * in place through 6 row pointers (a short block repeats its last row).
@@ -21,7 +21,7 @@
 
 #define MR      GEN_GEMM_MR
 #define NR      GEN_GEMM_NR
-#define GEMM_MC 48 /* rows per chunk, a multiple of MR */
+#define GEMM_MC 96 /* rows per chunk, a multiple of MR */
 
 size_t gen_wpack_floats(int in, int out)
 {
@@ -87,8 +87,10 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(const float *const *a,
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#pragma GCC unroll 4
     for (int k = 0; k < in; k++) {
-        __m256 b0 = _mm256_loadu_ps(b + (size_t)k * NR), b1 = _mm256_loadu_ps(b + (size_t)k * NR + 8);
+        const float *bk = b + (size_t)k * NR;
+        __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
         __m256 t = _mm256_broadcast_ss(a0 + k);
         c00 = _mm256_fmadd_ps(t, b0, c00);
         c01 = _mm256_fmadd_ps(t, b1, c01);

@@ -14,7 +14,8 @@
  *   - functions that can fail return an xtal_status and fill an xtal_err; they never print and
  *     never exit.
  *
- * Threads: the GEMMs go through OpenBLAS; druse runs it single-threaded (OPENBLAS_NUM_THREADS=1
+ * Threads: the forward's GEMMs are druse's own (generator/gemm.h), the backward's go through
+ * OpenBLAS; druse runs it single-threaded (OPENBLAS_NUM_THREADS=1
  * or openblas_set_num_threads(1) in the caller), one rank per core. A gen_model may be shared
  * read-only by threads that each own a gen_workspace; gen_backward writes model->grads.
  */
@@ -154,8 +155,8 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
  * pack is a copy of m->params: after changing them, bind again or unbind (a bound workspace
  * would otherwise compute with the old weights; it is detected only when m or m->params, the
  * pointers, change). Forwards with kept activations (training) never use the binding. gen_sample
- * binds at its start and restores the previous state at its end. Results are bit-identical bound
- * or not. */
+ * binds at its start and unbinds at its end (unless w was bound to m before). Results are
+ * bit-identical bound or not. */
 int gen_workspace_bind(gen_workspace *w, const gen_model *m, xtal_err *err);
 void gen_workspace_unbind(gen_workspace *w);
 /* 1 when w is bound to m (and m->params is the block it was packed from). */
@@ -419,8 +420,9 @@ typedef struct {
     int n_elements;
     int packed; /* 0 (default): one network forward per crystal, so a sample is
                    bit-identical however samples are packed (the determinism
-                   contract); 1: one forward over the whole batch (faster, but
-                   BLAS rounding then depends on the packing, ~1e-7) */
+                   contract); 1: one forward over the whole batch (the forward
+                   GEMM's rounding is row-independent, so this gives the same
+                   bits too: tested, but not the contract's basis) */
 } gen_sampler_opts;
 
 gen_sampler_opts gen_sampler_opts_default(void);
@@ -442,7 +444,8 @@ typedef void (*gen_trajectory_fn)(void *ctx, int step, double t, const gen_batch
  * them zeroed; free with xtal_crystal_free), status[count] GEN_SAMPLE_OK or
  * GEN_SAMPLE_DEGENERATE (a degenerate sample is reported, its crystal still allocated).
  * With packed = 0, sample i is bit-identical whatever first and count are (same model, opts,
- * seed); with packed = 1 only for the same (first, count). traj may be
+ * seed); packed = 1 gives the same bits as 0 with the current forward. w is bound to m for the
+ * call (gen_workspace_bind) and unbound at the end unless it was bound to m before. traj may be
  * NULL; traj_every >= 1. w may be NULL. */
 int gen_sample(const gen_model *m, gen_workspace *w, const gen_sampler_opts *o, uint64_t seed,
                uint32_t batch_id, uint32_t first, int count, xtal_crystal *out, int *status,

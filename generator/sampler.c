@@ -162,9 +162,10 @@ static void guard(int count, sample_state *st, double *x)
 }
 
 /* One network evaluation of the whole state. packed = 0 (canonical): one forward per crystal,
- * so a sample's numbers never depend on its neighbours in the batch (BLAS kernels round a row
- * differently depending on where it falls in a GEMM tile; measured: 2-5e-7 differences between
- * packings). packed = 1: one forward over the batch. Outputs are copied into co/lo/go. */
+ * so a sample's numbers never depend on its neighbours in the batch (with OpenBLAS in the
+ * forward they did: 2-5e-7 differences between packings; gen_gemm's rounding is row-independent,
+ * so packed = 1, one forward over the batch, now gives the same bits, but the contract does not
+ * rest on it). Outputs are copied into co/lo/go. */
 static int evaluate(const gen_model *m, gen_workspace *w, const gen_batch *batch, int packed,
                     float *co, float *lo, float *go, xtal_err *err)
 {

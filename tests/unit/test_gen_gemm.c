@@ -1,7 +1,7 @@
 /* The forward GEMM of the denoiser (generator/gemm.c): results against a double-precision
- * reference over many shapes (rows 1..20 and around the 48-row chunk, inputs and outputs that
- * are not multiples of the 6 x 16 block, leading dimensions wider than the matrices, a column
- * map, accumulate and bias flags), memory outside the output left alone, and the determinism
+ * reference over many shapes (rows 1..20 and around the 96-row chunk boundary, inputs and
+ * outputs that are not multiples of the 6 x 16 block, leading dimensions wider than the
+ * matrices, a column map, accumulate and bias flags), memory outside the output left alone, and the determinism
  * contract: a row's bits do not depend on how many rows the call has or which other rows are
  * there, and the AVX2 and portable kernels agree bit for bit (every shape). */
 #include <math.h>
