@@ -405,7 +405,7 @@ int gen_diffusion_noise_batch(const gen_diffusion *d, const gen_batch *clean, ui
 
 typedef struct {
     gen_diffusion diffusion;   /* must match the model's training */
-    int steps;                 /* T: the time grid t_k = k / T, k = T .. 0 (default 1000) */
+    int steps;                 /* T: the time grid t_k = k / T, k = T .. 0 (default 100) */
     int stride;                /* visit every stride-th grid point (T / stride reverse steps) */
     int corrector;             /* Langevin corrector on frac (1, DiffCSP) */
     double step_lr;            /* corrector step: step_lr (sigma / sigma_min)^2 (1e-5, DiffCSP) */

@@ -36,7 +36,7 @@ static const char sample_help[] =
     "                       the first N (default all); input of druse eval --csp\n"
     "  --shard I/N          only the samples i with i mod N = I (0 <= I < N), to split a run\n"
     "                       over processes; concatenated shards equal one run\n"
-    "  --steps T            reverse-process grid points (default 1000)\n"
+    "  --steps T            reverse-process grid points (default 100; DiffCSP uses 1000)\n"
     "  --stride S           visit every S-th grid point (T/S steps; default 1)\n"
     "  --no-corrector       predictor only (half the network evaluations)\n"
     "  --temperature X      softmax temperature when unmasking types (default 1)\n"
@@ -82,7 +82,7 @@ static int parse_long(const char *opt, const char *text, long lo, long hi, long 
 static int parse_args(int argc, char **argv, sample_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->steps = 1000;
+    a->steps = 100;
     a->stride = 1;
     a->corrector = 1;
     a->batch = 64;

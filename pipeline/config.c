@@ -729,7 +729,7 @@ static void apply_defaults(const cfg_ctx *c, pipe_config *cfg)
     DEFAULT("campaign.shard.index", k->shard.index, 0);
     DEFAULT("campaign.shard.count", k->shard.count, 1);
     pipe_sampling_config *s = &cfg->sampling;
-    DEFAULT("sampling.steps", s->steps, 1000);
+    DEFAULT("sampling.steps", s->steps, 100);
     DEFAULT("sampling.natoms", s->natoms, 0);
     DEFAULT("sampling.type_temperature", s->type_temperature, 1.0);
     DEFAULT("sampling.noise_scale", s->noise_scale, 1.0);

@@ -139,7 +139,7 @@ static void test_shipped_configs_load(void **state)
     pipe_config_free(demo);
 
     pipe_config *night = load_shipped("mp20-overnight.yaml");
-    assert_int_equal(night->sampling.steps, 1000);
+    assert_int_equal(night->sampling.steps, 100);
     assert_true(night->campaign.batches >= 1000);
     pipe_config_free(night);
 
@@ -158,7 +158,7 @@ static void assert_defaults(const pipe_config *cfg)
     assert_int_equal(k->shard.index, 0);
     assert_int_equal(k->shard.count, 1);
     const pipe_sampling_config *s = &cfg->sampling;
-    assert_int_equal(s->steps, 1000);
+    assert_int_equal(s->steps, 100);
     assert_int_equal(s->natoms, 0);
     assert_null(s->composition);
     assert_null(s->elements);
