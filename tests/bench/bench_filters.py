@@ -25,8 +25,9 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks_md import record
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BEGIN, END = "<!-- bench:filters -->", "<!-- /bench:filters -->"
 PROFILE = re.compile(r"# profile: read ([\d.]+) s; filters ([\d.]+) s \(([\d.]+) structures/s\);"
                      r" inside spglib ([\d.]+) s \(([\d.]+)%\); ours ([\d.]+) s \(([\d.]+)%\)")
 SUMMARY = re.compile(r"# summary: (\d+) structures, (\d+) pass")
@@ -76,7 +77,6 @@ def report(res, args, data):
     n = full["n"]
     load = os.getloadavg()
     lines = [
-        BEGIN,
         "## Filter chain on MP-20 test (9,046 structures): throughput and the share of spglib",
         "",
         f"- machine: {machine()}; load average at the end {load[0]:.1f} / {load[1]:.1f} "
@@ -105,21 +105,8 @@ def report(res, args, data):
         f"{res['full_omp']['cpu']:.2f} s CPU",
         "- where spglib's time goes: `perf` puts most of it in `cel_is_overlap` (the symmetry "
         "operation search); cubic cells cost tens of ms each, most others about 1 ms",
-        END,
     ]
     return "\n".join(lines) + "\n"
-
-
-def record(section):
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def main():
@@ -145,7 +132,7 @@ def main():
     section = report(res, args, data)
     print(section)
     if not args.no_record:
-        record(section)
+        record("filters", section)
         print("written to BENCHMARKS.md")
 
 

@@ -25,8 +25,9 @@ import time
 
 import numpy as np
 
+from benchmarks_md import record
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BEGIN, END = "<!-- bench:generator -->", "<!-- /bench:generator -->"
 D, LAYERS, K, T, NT = 128, 4, 32, 64, 101  # gen_hparams_default()
 
 
@@ -234,7 +235,7 @@ def main():
          "aim < 1 GB: %s" % yes(rss_mb < 1000)),
     ]
     now = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
-    lines = [BEGIN, "## Generator network and sampler (generator/, issue 5)", "",
+    lines = ["## Generator network and sampler (generator/, issue 5)", "",
              "- machine: %s; load average (1 min) at the start %.1f, at the end %.1f; date %s" % (
                  machine(), load0[0], load[0], now),
              "- command: `/usr/bin/python3 tests/bench/bench_gen.py %s%s` (Release build; "
@@ -264,17 +265,10 @@ def main():
              "workspace does not grow with steps) and reports getrusage ru_maxrss", "",
              "| what | throughput | notes |", "|---|---|---|"]
     lines += ["| %s | %s | %s |" % r for r in rows]
-    lines += ["", END]
     text = "\n".join(lines)
     print(text)
     if record:
-        path = os.path.join(ROOT, "BENCHMARKS.md")
-        old = open(path).read()
-        if BEGIN in old and END in old:
-            new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-        else:
-            new = old.rstrip("\n") + "\n\n" + text + "\n"
-        open(path, "w").write(new)
+        record("generator", text)
 
 
 if __name__ == "__main__":

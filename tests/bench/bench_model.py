@@ -14,8 +14,9 @@ import subprocess
 import tempfile
 import time
 
+from benchmarks_md import record
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MARK = "<!-- bench:model -->", "<!-- /bench:model -->"
 
 
 def sample(druse, model, n, steps, tmp):
@@ -49,7 +50,6 @@ def main():
     rate_d, rate_l = a.n / cpu_d, n_long / cpu_l
     text = f"""## Sampling cost of the shipped model (issue 7)
 
-{MARK[0]}
 - machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; load average
   (1 min) {load0:.1f} at the start, {load1:.1f} at the end; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
 - command: `/usr/bin/python3 tests/bench/bench_model.py build/druse --n {a.n}` (one process,
@@ -67,18 +67,11 @@ core-seconds per 1,000, i.e. {1000 / rate_d / 381:.1f} cores match DiffCSP's GPU
 {1000 / rate_d / 7200:.2f} cores MatterGen's V100; at 1000 steps {1000 / rate_l / 381:.1f} and
 {1000 / rate_l / 7200:.2f} cores. (Different models and hardware: a cost comparison, not a
 speed race; the quality figures are in models/README.md.)
-{MARK[1]}
 """
     print(text)
     if a.no_record:
         return
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    old = open(path).read()
-    start = old.find("## Sampling cost of the shipped model")
-    if start >= 0:
-        end = old.find("\n## ", start + 1)
-        old = old[:start] + old[end + 1:] if end >= 0 else old[:start]
-    open(path, "w").write(old.rstrip("\n") + "\n\n" + text)
+    record("model", text)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks_md import record
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
@@ -76,13 +78,7 @@ measurement). Command: `/usr/bin/python3 tests/bench/bench_screen.py {os.path.re
     print(text)
     if "--no-record" in sys.argv:
         return
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    old = open(path).read()
-    start = old.find("## Campaign (issue 6)")
-    if start >= 0:
-        end = old.find("\n## ", start + 1)
-        old = old[:start] + old[end + 1:] if end >= 0 else old[:start]
-    open(path, "w").write(old.rstrip("\n") + "\n\n" + text)
+    record("campaign", text)
 
 
 if __name__ == "__main__":
