@@ -16,18 +16,10 @@ import gzip
 import csv
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-
-def run(cmd, expect=0):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if p.returncode != expect:
-        print(f"FAIL: {' '.join(cmd)} exited {p.returncode}, expected {expect}\n"
-              f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
-        sys.exit(1)
-    return p.stderr
+from cli_common import run
 
 
 def main():
