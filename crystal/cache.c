@@ -82,20 +82,6 @@ static int attr_read_i64(hid_t loc, const char *name, int64_t *value)
 
 /* --------------------------------------------------------------- datasets */
 
-/* Writes a contiguous dataset of rank 1..3 with a "units" attribute. */
-static int dset_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank,
-                      const hsize_t *dims, const void *data, const char *units)
-{
-    hid_t space = H5Screate_simple(rank, dims, NULL), dset = -1;
-    if (space >= 0)
-        dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    ok = ok && xtal_h5_attr_put_string(dset, "units", units) == 0;
-    xtal_h5_close(dset);
-    xtal_h5_close(space);
-    return ok ? 0 : -1;
-}
-
 /* Opens a dataset and checks its shape: dims[0] may be -1 (any; returned), the rest exact. */
 static hid_t dset_open_checked(hid_t loc, const char *name, int rank, hsize_t *dims)
 {
@@ -247,8 +233,9 @@ static int write_properties(hid_t file, const xtal_dataset *ds, const cache_arra
     for (int p = 0; ok && p < ds->n_props; p++) {
         char link[600];
         prop_link_name(ds->prop_names[p], p, link, sizeof link);
-        ok = dset_write(group, link, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims,
-                        a->props + (size_t)p * a->n, prop_units(ds->prop_names[p])) == 0;
+        ok = xtal_h5_dataset_put(group, link, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims,
+                                 a->props + (size_t)p * a->n, "units",
+                                 prop_units(ds->prop_names[p])) == 0;
         hid_t dset = ok ? H5Dopen2(group, link, H5P_DEFAULT) : -1;
         ok = dset >= 0 && xtal_h5_attr_put_string(dset, "column", ds->prop_names[p]) == 0;
         xtal_h5_close(dset);
@@ -266,17 +253,20 @@ static int write_structures(hid_t file, const cache_arrays *a)
     int ok = crystals >= 0 && atoms >= 0 && id_type >= 0 && H5Tset_size(id_type, a->id_len) >= 0 &&
              H5Tset_strpad(id_type, H5T_STR_NULLPAD) >= 0;
     hsize_t n1[1] = {a->n}, n33[3] = {a->n, 3, 3}, m1[1] = {a->m}, m3[2] = {a->m, 3};
-    ok = ok && dset_write(crystals, "id", id_type, id_type, 1, n1, a->ids, "material id") == 0;
-    ok = ok && dset_write(crystals, "natoms", H5T_STD_I32LE, H5T_NATIVE_INT, 1, n1, a->natoms,
-                          "atoms in the cell") == 0;
-    ok = ok && dset_write(crystals, "atom_offset", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, n1,
-                          a->offset, "row in /atoms of the crystal's first atom") == 0;
-    ok = ok && dset_write(crystals, "lattice", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, n33,
-                          a->lattice, "Angstrom; rows are the lattice vectors a, b, c") == 0;
+    ok = ok && xtal_h5_dataset_put(crystals, "id", id_type, id_type, 1, n1, a->ids, "units",
+                                   "material id") == 0;
+    ok = ok && xtal_h5_dataset_put(crystals, "natoms", H5T_STD_I32LE, H5T_NATIVE_INT, 1, n1,
+                                   a->natoms, "units", "atoms in the cell") == 0;
     ok = ok &&
-         dset_write(atoms, "Z", H5T_STD_I32LE, H5T_NATIVE_INT, 1, m1, a->Z, "atomic number") == 0;
-    ok = ok && dset_write(atoms, "frac", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, m3, a->frac,
-                          "fractional (units of the lattice vectors)") == 0;
+         xtal_h5_dataset_put(crystals, "atom_offset", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, n1,
+                             a->offset, "units", "row in /atoms of the crystal's first atom") == 0;
+    ok = ok && xtal_h5_dataset_put(crystals, "lattice", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, n33,
+                                   a->lattice, "units",
+                                   "Angstrom; rows are the lattice vectors a, b, c") == 0;
+    ok = ok && xtal_h5_dataset_put(atoms, "Z", H5T_STD_I32LE, H5T_NATIVE_INT, 1, m1, a->Z, "units",
+                                   "atomic number") == 0;
+    ok = ok && xtal_h5_dataset_put(atoms, "frac", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, m3, a->frac,
+                                   "units", "fractional (units of the lattice vectors)") == 0;
     xtal_h5_close(id_type);
     xtal_h5_close(atoms);
     xtal_h5_close(crystals);

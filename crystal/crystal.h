@@ -308,6 +308,12 @@ int xtal_h5_attr_put(hid_t loc, const char *name, hid_t file_type, hid_t mem_typ
 int xtal_h5_attr_put_string(hid_t loc, const char *name, const char *value);
 int xtal_h5_attr_get(hid_t loc, const char *name, hid_t mem_type, void *value);
 int xtal_h5_attr_get_string(hid_t loc, const char *name, char *buf, size_t size);
+/* Writes a contiguous dataset of rank 1..3 from data (mem_type), stored as file_type, with one
+ * string attribute attr = value (attr NULL: none). A dataset with no elements is created empty
+ * (data may then be NULL). */
+int xtal_h5_dataset_put(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank,
+                        const hsize_t *dims, const void *data, const char *attr,
+                        const char *value);
 #ifdef __cplusplus
 }
 #endif

@@ -95,3 +95,19 @@ int xtal_h5_attr_get_string(hid_t loc, const char *name, char *buf, size_t size)
     xtal_h5_close(attr);
     return ok ? 0 : -1;
 }
+
+int xtal_h5_dataset_put(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank,
+                        const hsize_t *dims, const void *data, const char *attr, const char *value)
+{
+    hsize_t count = 1;
+    for (int i = 0; i < rank; i++) count *= dims[i];
+    hid_t space = H5Screate_simple(rank, dims, NULL), dset = -1;
+    if (space >= 0)
+        dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = dset >= 0 &&
+             (count == 0 || H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    ok = ok && (!attr || xtal_h5_attr_put_string(dset, attr, value) == 0);
+    xtal_h5_close(dset);
+    xtal_h5_close(space);
+    return ok ? 0 : -1;
+}

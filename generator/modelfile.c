@@ -2,8 +2,8 @@
  *
  * Layout (docs/generator.md): root attributes format, format_version, hidden, layers, n_freq,
  * time_dim, n_types, mask_type, n_params, params_sha256; one float32 dataset per tensor under
- * /params/<name> with the tensor's PyTorch shape; optionally /natoms_histogram (float64). Serial HDF5 (H5Fcreate with default property
- * lists) works on the parallel build as well.
+ * /params/<name> with the tensor's PyTorch shape; optionally /natoms_histogram (float64). Serial
+ * HDF5 (H5Fcreate with default property lists) works on the parallel build as well.
  */
 #include "generator/generator.h"
 
@@ -33,19 +33,15 @@ static int attr_read_long(hid_t obj, const char *name, long long *v)
 static int hist_write(hid_t f, const gen_model *m)
 {
     hsize_t n = (hsize_t)m->natoms_hist_len;
-    hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t ds = H5Dcreate2(f, "natoms_histogram", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                          H5P_DEFAULT);
     char sha[65];
     gen_sha256_hex(m->natoms_hist, n * sizeof(double), sha);
-    int bad = ds < 0 ||
-              H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->natoms_hist) < 0;
-    if (!bad) bad = xtal_h5_attr_put_string(ds, "sha256", sha);
-    if (!bad)
-        bad = xtal_h5_attr_put_string(ds, "meaning",
-                                      "training crystals with k atoms per cell at index k");
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
+    if (xtal_h5_dataset_put(f, "natoms_histogram", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &n,
+                            m->natoms_hist, "sha256", sha))
+        return -1;
+    hid_t ds = H5Dopen2(f, "natoms_histogram", H5P_DEFAULT);
+    int bad = ds < 0 || xtal_h5_attr_put_string(
+                            ds, "meaning", "training crystals with k atoms per cell at index k");
+    xtal_h5_close(ds);
     return bad;
 }
 
@@ -111,14 +107,9 @@ int gen_model_save(const gen_model *m, const char *path, xtal_err *err)
     for (int i = 0; i < m->n_tensors && !bad; i++) {
         const gen_tensor *t = &m->tensors[i];
         hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
-        hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
-        hid_t ds =
-            H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                               m->params + t->offset) < 0)
+        if (xtal_h5_dataset_put(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims,
+                                m->params + t->offset, NULL, NULL))
             bad = 1;
-        if (ds >= 0) H5Dclose(ds);
-        H5Sclose(sp);
     }
     if (g >= 0) H5Gclose(g);
     if (!bad && m->natoms_hist_len > 0) bad = hist_write(f, m);

@@ -275,7 +275,8 @@ static int fetch(gen_trainer *t, gen_batch_fn provider, void *ctx, int mb, xtal_
     q->n_atoms = q->b.n_atoms;
     q->n_crystals = q->b.n_crystals;
     q->n_masked = 0;
-    for (int i = 0; q->b.types && i < q->b.n_atoms; i++) q->n_masked += q->b.types[i] == GEN_MASK_TYPE;
+    for (int i = 0; q->b.types && i < q->b.n_atoms; i++)
+        q->n_masked += q->b.types[i] == GEN_MASK_TYPE;
     return t->cfg.micro_batches > 1 ? keep_copy(q, err) : XTAL_OK;
 }
 
@@ -419,17 +420,10 @@ static void block_sha(const float *x, size_t n, char hex[65])
 static int put_block(hid_t f, const char *name, const float *x, size_t n)
 {
     hsize_t dim = n;
-    hid_t sp = H5Screate_simple(1, &dim, NULL);
-    hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0;
-    if (!bad) {
-        char hex[65];
-        block_sha(x, n, hex);
-        bad = xtal_h5_attr_put_string(ds, "sha256", hex);
-    }
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    return bad;
+    char hex[65];
+    block_sha(x, n, hex);
+    return xtal_h5_dataset_put(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, &dim, x, "sha256",
+                               hex);
 }
 
 static int write_checkpoint(const gen_trainer *t, const char *path, xtal_err *err)

@@ -305,17 +305,8 @@ int arc_write_campaign(hid_t f, const pipe_campaign_id *id, const int64_t counts
 int arc_write_duplicates(hid_t f, const int64_t *dup, long n)
 {
     hsize_t dims[1] = {(hsize_t)n};
-    hid_t sp = H5Screate_simple(1, dims, NULL);
-    hid_t ds = H5Dcreate2(f, "crystals/duplicate_of", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                          H5P_DEFAULT);
-    int bad =
-        ds < 0 || (n > 0 && H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, dup) < 0);
-    if (!bad)
-        bad = xtal_h5_attr_put_string(ds, "units",
-                                      "sample_id of the first matching record, -1 = unique");
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    return bad;
+    return xtal_h5_dataset_put(f, "crystals/duplicate_of", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims,
+                               dup, "units", "sample_id of the first matching record, -1 = unique");
 }
 
 int arc_rename_into_place(const char *tmp, const char *path, xtal_err *err)
