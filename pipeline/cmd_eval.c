@@ -630,6 +630,15 @@ static void json_num(const char *key, double x)
     pipe_json_double(stdout, x);
 }
 
+/* {"mode": MODE, "samples": ..., "reference": ... (the object is left open) */
+static void json_head(const char *mode, const eval_args *a)
+{
+    printf("{\"mode\": \"%s\", \"samples\": ", mode);
+    pipe_json_string(stdout, a->samples);
+    fputs(", \"reference\": ", stdout);
+    pipe_json_string(stdout, a->reference);
+}
+
 static void print_sg_json(const char *key, const sg_hist *h)
 {
     int top[10], k = sg_top(h, 10, top);
@@ -666,10 +675,7 @@ static void print_archive_json(const archive_info *ai, const eval_args *a)
 
 static void print_gen_json(const gen_report *r, const eval_args *a, const archive_info *ai)
 {
-    fputs("{\"mode\": \"generation\", \"samples\": ", stdout);
-    pipe_json_string(stdout, a->samples);
-    fputs(", \"reference\": ", stdout);
-    pipe_json_string(stdout, a->reference);
+    json_head("generation", a);
     printf(", \"n_samples\": %ld, \"n_struct_valid\": %ld, \"n_comp_valid\": %ld, "
            "\"n_valid\": %ld",
            r->n, r->struct_valid, r->comp_valid, r->valid);
@@ -835,10 +841,7 @@ static int eval_csp(const eval_args *a, const xtal_list *s)
         double rate = percent(r.matched, r.n_test);
         double rmse = r.matched ? r.rms_sum / (double)r.matched : NAN;
         if (a->json) {
-            fputs("{\"mode\": \"csp\", \"samples\": ", stdout);
-            pipe_json_string(stdout, a->samples);
-            fputs(", \"reference\": ", stdout);
-            pipe_json_string(stdout, a->reference);
+            json_head("csp", a);
             printf(", \"n_test\": %ld, \"n_samples\": %ld, \"n_matched\": %ld, "
                    "\"n_struct_valid\": %ld, \"match_errors\": %ld",
                    r.n_test, r.n_samples, r.matched, r.struct_valid, r.errors);
