@@ -378,6 +378,8 @@ static int add_provenance(const train_run *r, long steps, double loss, double vl
     bad |= xtal_h5_attr_put_string(f, "train_config_path", cfg->source);
     bad |= xtal_h5_attr_put_string(f, "train_dataset", cfg->data.train);
     bad |= xtal_h5_attr_put_string(f, "val_dataset", cfg->data.val);
+    if (cfg->train.init_from)
+        bad |= xtal_h5_attr_put_string(f, "train_init_from", cfg->train.init_from);
     bad |= attr_num(f, "train_crystals", (double)r->train.crystals.n);
     bad |= attr_num(f, "train_epochs", (double)cfg->train.epochs);
     bad |= attr_num(f, "train_steps", (double)steps);
@@ -401,6 +403,27 @@ static int save_all(train_run *r, int rank, int size, long done, double loss, do
         rc = add_provenance(r, done, loss, vloss, err);
     if (size > 1) MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (rc < 0 && rank != 0) xtal_err_set(err, rc, "rank 0 failed to write the model");
+    return rc;
+}
+
+/* Fine-tuning: the weights of model file `path` replace the fresh initialization. Every rank
+ * reads the same file, so all start identical, as the trainer requires. */
+static int init_from(gen_model *m, const char *path, xtal_err *err)
+{
+    gen_model src;
+    int rc = gen_model_load(&src, path, err);
+    if (rc < 0) return rc;
+    const gen_hparams *a = &src.hp, *b = &m->hp;
+    if (a->hidden != b->hidden || a->layers != b->layers || a->n_freq != b->n_freq ||
+        a->time_dim != b->time_dim || a->n_types != b->n_types || src.n_params != m->n_params)
+        rc = xtal_err_set(err, XTAL_EINVALID,
+                          "train.init_from %s: model size (hidden %d, layers %d, n_freq %d, "
+                          "time_dim %d, %d types) differs from the config's (%d, %d, %d, %d, %d)",
+                          path, a->hidden, a->layers, a->n_freq, a->time_dim, a->n_types,
+                          b->hidden, b->layers, b->n_freq, b->time_dim, b->n_types);
+    else
+        memcpy(m->params, src.params, m->n_params * sizeof(float));
+    gen_model_free(&src);
     return rc;
 }
 
@@ -456,14 +479,17 @@ static int train_main(train_run *r, int rank, int size, xtal_err *err)
     if ((rc = gen_model_create(&r->model, &hp, tr->seed, err)) < 0) return rc;
     r->have_model = 1;
     if ((rc = set_natoms_hist(&r->model, &r->train.crystals, err)) < 0) return rc;
-    if ((rc = gen_trainer_create(&r->trainer, &r->model, &tc, NULL, err)) < 0) return rc;
-    if (!(r->ws = gen_workspace_new())) return xtal_err_set(err, XTAL_ENOMEM, "out of memory");
-
     if (tr->checkpoint)
         snprintf(r->ckpt, sizeof r->ckpt, "%s", tr->checkpoint);
     else
         snprintf(r->ckpt, sizeof r->ckpt, "%s.ckpt", tr->output);
     int resumed = access(r->ckpt, F_OK) == 0;
+    /* before the trainer is created, so that its EMA starts from these weights too */
+    if (!resumed && tr->init_from && (rc = init_from(&r->model, tr->init_from, err)) < 0)
+        return rc;
+    if ((rc = gen_trainer_create(&r->trainer, &r->model, &tc, NULL, err)) < 0) return rc;
+    if (!(r->ws = gen_workspace_new())) return xtal_err_set(err, XTAL_ENOMEM, "out of memory");
+
     if (resumed) {
         if ((rc = gen_trainer_load(r->trainer, r->ckpt, err)) < 0) return rc;
         if ((rc = check_resumed(gen_trainer_config(r->trainer), &tc, r->ckpt, err)) < 0) return rc;

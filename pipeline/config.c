@@ -1202,6 +1202,7 @@ static const cyaml_schema_field_t ttrain_fields[] = {
     CYAML_FIELD_STRING_PTR("checkpoint", OPT, pipe_train_train_config, checkpoint, 1, 4096),
     CYAML_FIELD_INT("checkpoint_every_steps", OPT, pipe_train_train_config, checkpoint_every_steps),
     CYAML_FIELD_STRING_PTR("output", REQ, pipe_train_train_config, output, 1, 4096),
+    CYAML_FIELD_STRING_PTR("init_from", OPT, pipe_train_train_config, init_from, 1, 4096),
     CYAML_FIELD_END,
 };
 

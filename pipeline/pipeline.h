@@ -172,6 +172,8 @@ typedef struct {
     char *checkpoint;           /* checkpoint path; NULL = output + ".ckpt" */
     int checkpoint_every_steps; /* 0 = only at the end (default 500) */
     char *output;               /* the model file, required */
+    char *init_from;            /* fine-tuning: start from this model file's weights (NULL =
+                                   fresh initialization from seed); ignored on resume */
 } pipe_train_train_config;
 
 typedef struct {

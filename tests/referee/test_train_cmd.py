@@ -3,8 +3,10 @@
 taken from $DRUSE_DATA and the model and checkpoint redirected into $DRUSE_TEST_TMP. Checks that
 the validation loss falls clearly (final below 60 % of the initial), that the model file loads
 in `druse sample`, that raising train.epochs by one resumes from the checkpoint and runs exactly
-one more epoch, that the model file carries the provenance attributes (h5py), and that a
-checkpoint with another learning rate is refused. Exits 77 (skipped)
+one more epoch, that the model file carries the provenance attributes (h5py), that a
+checkpoint with another learning rate is refused, and that train.init_from starts a new run
+from the trained model's weights (its first validation loss is the model's last) and refuses a
+model of another size. Exits 77 (skipped)
 without the perov-5 data.
 """
 import os
@@ -17,11 +19,16 @@ import time
 from cli_common import run
 
 
-def write_config(src, dst, data, tmp, epochs=None, lr=None):
+def write_config(src, dst, data, tmp, epochs=None, lr=None, name="tiny", init_from=None,
+                 hidden=None):
     text = open(src).read()
     text = text.replace("../shared/data", data)
-    text = re.sub(r"(?m)^(\s*checkpoint:).*$", rf"\1 {tmp}/tiny.ckpt.h5", text)
-    text = re.sub(r"(?m)^(\s*output:).*$", rf"\1 {tmp}/tiny-model.h5", text)
+    text = re.sub(r"(?m)^(\s*checkpoint:).*$", rf"\1 {tmp}/{name}.ckpt.h5", text)
+    text = re.sub(r"(?m)^(\s*output:).*$", rf"\1 {tmp}/{name}-model.h5", text)
+    if init_from is not None:
+        text = re.sub(r"(?m)^(\s*)(output:.*)$", rf"\1\2\n\1init_from: {init_from}", text)
+    if hidden is not None:
+        text = re.sub(r"(?m)^(\s*hidden:).*$", rf"\1 {hidden}", text)
     if epochs is not None:
         text = re.sub(r"(?m)^(\s*epochs:).*$", rf"\1 {epochs}", text)
     if lr is not None:
@@ -97,6 +104,27 @@ def main():
     err3 = run([druse, "train", cfg3], expect=1)
     if "train.lr" not in err3:
         print(f"FAIL: the refusal does not name train.lr\n{err3}")
+        return 1
+    # Fine-tuning: a fresh run from the trained model's weights starts at its validation loss
+    # (same validation set and noise: same seed; no EMA in the tiny config).
+    cfg4 = os.path.join(tmp, "tiny-ft.yaml")
+    write_config(src, cfg4, data, tmp, epochs=1, name="ft", init_from=model)
+    err4 = run([druse, "train", cfg4])
+    v4 = float(re.search(r"val loss ([0-9.]+) at step 0", err4).group(1))
+    print(f"init_from: first val loss {v4:.4f} (the source model's last: {v2:.4f})")
+    if abs(v4 - v2) > 1e-3 or "resumed" in err4:
+        print(f"FAIL: init_from did not start from the model's weights\n{err4}")
+        return 1
+    if h5py:
+        with h5py.File(os.path.join(tmp, "ft-model.h5"), "r") as f:
+            if model.encode() not in bytes(f.attrs["train_init_from"]):
+                print("FAIL: no train_init_from provenance attribute")
+                return 1
+    cfg5 = os.path.join(tmp, "tiny-ft-size.yaml")
+    write_config(src, cfg5, data, tmp, epochs=1, name="ft2", init_from=model, hidden=16)
+    err5 = run([druse, "train", cfg5], expect=1)
+    if "train.init_from" not in err5 or "differs" not in err5:
+        print(f"FAIL: a model of another size was not refused clearly\n{err5}")
         return 1
     shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")
