@@ -410,6 +410,9 @@ typedef struct {
     int corrector;             /* Langevin corrector on frac (1, DiffCSP) */
     double step_lr;            /* corrector step: step_lr (sigma / sigma_min)^2 (1e-5, DiffCSP) */
     double type_temperature;   /* softmax temperature when unmasking (1) */
+    double noise_scale;        /* factor on every Gaussian term of the reverse process (the
+                                  corrector's and predictor's on frac, the lattice's), [0, 2];
+                                  1 is the sampler of the SDE, < 1 a lower-temperature one */
     int natoms;                /* atoms per cell; 0: drawn from natoms_hist */
     const double *natoms_hist; /* [hist_len] weight of N = k (index 0 unused) */
     int hist_len;

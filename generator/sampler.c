@@ -20,6 +20,7 @@ gen_sampler_opts gen_sampler_opts_default(void)
     o.corrector = 1;
     o.step_lr = 1e-5;
     o.type_temperature = 1.0;
+    o.noise_scale = 1.0;
     return o;
 }
 
@@ -44,6 +45,9 @@ static int check_opts(int n_types, const gen_sampler_opts *o, int count, xtal_er
                             o->stride, o->steps);
     if (!(o->step_lr >= 0 && o->step_lr < 1))
         return xtal_err_set(err, XTAL_EINVALID, "sample: step_lr %g outside [0, 1)", o->step_lr);
+    if (!(o->noise_scale >= 0 && o->noise_scale <= 2))
+        return xtal_err_set(err, XTAL_EINVALID, "sample: noise scale %g outside [0, 2]",
+                            o->noise_scale);
     if (!(o->type_temperature > 0))
         return xtal_err_set(err, XTAL_EINVALID, "sample: type temperature %g must be > 0",
                             o->type_temperature);
@@ -327,7 +331,7 @@ int gen_sample_eval(gen_eval_fn eval, void *eval_ctx, int n_types, const gen_sam
             rc = eval(eval_ctx, &batch, oc, ol, og, err);
             if (rc) goto done;
             double eps = o->step_lr * (sig_t / d->sigma_min) * (sig_t / d->sigma_min);
-            double sd = sqrt(2 * eps);
+            double sd = o->noise_scale * sqrt(2 * eps);
             for (int i = 0; i < count; i++) {
                 gen_rng_key k = {seed, batch_id, first + (uint32_t)i, (uint32_t)k_cur,
                                  GEN_STREAM_CORR_F};
@@ -345,7 +349,7 @@ int gen_sample_eval(gen_eval_fn eval, void *eval_ctx, int n_types, const gen_sam
         rc = eval(eval_ctx, &batch, oc, ol, og, err);
         if (rc) goto done;
         double dv = sig_t * sig_t - sig_s * sig_s;
-        double sd = sqrt(sig_s * sig_s * dv / (sig_t * sig_t));
+        double sd = o->noise_scale * sqrt(sig_s * sig_s * dv / (sig_t * sig_t));
         double ab_t = gen_alpha_bar_at(d, t), ab_s = gen_alpha_bar_at(d, s);
         double al = ab_t / ab_s, be = 1 - al;
         double lvar = be * (1 - ab_s) / (1 - ab_t);
@@ -367,7 +371,7 @@ int gen_sample_eval(gen_eval_fn eval, void *eval_ctx, int n_types, const gen_sam
             for (int e = 0; e < 9; e++) {
                 double eh = nout.lattice[9 * (size_t)i + e];
                 double mean = (st[i].y[e] - be / sqrt(1 - ab_t) * eh) / sqrt(al);
-                st[i].y[e] = mean + (k_next > 0 ? sqrt(lvar) * z[e] : 0.0);
+                st[i].y[e] = mean + (k_next > 0 ? o->noise_scale * sqrt(lvar) * z[e] : 0.0);
             }
             /* types: each masked atom unmasks with probability (m(t) - m(s)) / m(t) */
             k.stream = GEN_STREAM_UNMASK;

@@ -40,6 +40,8 @@ static const char sample_help[] =
     "  --stride S           visit every S-th grid point (T/S steps; default 1)\n"
     "  --no-corrector       predictor only (half the network evaluations)\n"
     "  --temperature X      softmax temperature when unmasking types (default 1)\n"
+    "  --noise-scale X      factor on the Gaussian terms of the reverse process, [0, 2]\n"
+    "                       (default 1; below 1: lower-temperature sampling)\n"
     "  --batch B            samples per network batch (default 64)\n"
     "  --trajectory K       also write every K-th reverse step of every sample to\n"
     "                       OUT.traj.xyz (extended XYZ; masked atoms are species X)\n"
@@ -55,7 +57,7 @@ typedef struct {
     long n, shard, nshards;
     uint64_t seed;
     int natoms, steps, stride, corrector, batch, traj_every;
-    double temperature;
+    double temperature, noise_scale;
 } sample_args;
 
 static int usage_error(const char *fmt, const char *a, const char *b)
@@ -87,6 +89,7 @@ static int parse_args(int argc, char **argv, sample_args *a)
     a->corrector = 1;
     a->batch = 64;
     a->temperature = 1.0;
+    a->noise_scale = 1.0;
     a->nshards = 1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -113,7 +116,8 @@ static int parse_args(int argc, char **argv, sample_args *a)
         static const char *const known[] = {
             "--model",      "--n",     "--seed",   "--natoms",      "--composition",
             "--elements",   "--steps", "--stride", "--temperature", "--batch",
-            "--trajectory", "-o",      "--output", "--csp-from", "--shard"};
+            "--trajectory", "-o",      "--output", "--csp-from", "--shard",
+            "--noise-scale"};
         int k = -1;
         for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
             if (strcmp(name, known[j]) == 0) k = j;
@@ -178,6 +182,14 @@ static int parse_args(int argc, char **argv, sample_args *a)
         case 13:
             a->csp_from = val;
             break;
+        case 15: {
+            char *end;
+            a->noise_scale = strtod(val, &end);
+            if (end == val || *end || !(a->noise_scale >= 0 && a->noise_scale <= 2))
+                return usage_error("--noise-scale: expected a number in [0, 2], got '%s'%s", val,
+                                   "");
+            break;
+        }
         default: {
             char *end;
             errno = 0;
@@ -366,6 +378,7 @@ int pipe_cmd_sample(int argc, char **argv)
     o.stride = a.stride;
     o.corrector = a.corrector;
     o.type_temperature = a.temperature;
+    o.noise_scale = a.noise_scale;
     o.natoms = a.natoms;
     o.natoms_hist = m.natoms_hist ? m.natoms_hist : flat;
     o.hist_len = m.natoms_hist ? m.natoms_hist_len : 21;

@@ -212,14 +212,11 @@ static int load_novelty(screen_run *s, xtal_err *err)
 static int setup_sampler(screen_run *s, xtal_err *err)
 {
     const pipe_sampling_config *sc = &s->cfg->sampling;
-    if (sc->noise_scale != 1.0)
-        return xtal_err_set(err, XTAL_EUNSUPPORTED,
-                            "%s: sampling.noise_scale %g: only 1 is supported by this sampler",
-                            s->cfg->source, sc->noise_scale);
     gen_sampler_opts *o = &s->sopt;
     *o = gen_sampler_opts_default();
     o->steps = sc->steps;
     o->type_temperature = sc->type_temperature;
+    o->noise_scale = sc->noise_scale;
     o->natoms = sc->natoms;
     o->natoms_hist = s->model.natoms_hist;
     o->hist_len = s->model.natoms_hist_len;

@@ -460,6 +460,73 @@ static void test_oracle_marginals(void **state)
     free(c);
 }
 
+/* A denoiser that predicts nothing: score 0, lattice noise 0, flat logits. */
+static int null_net(void *ctx, const gen_batch *s, float *coord, float *lattice, float *logits,
+                    xtal_err *err)
+{
+    (void)ctx, (void)err;
+    memset(coord, 0, (size_t)s->n_atoms * 3 * sizeof *coord);
+    memset(lattice, 0, (size_t)s->n_crystals * 9 * sizeof *lattice);
+    memset(logits, 0, (size_t)s->n_atoms * 100 * sizeof *logits);
+    return XTAL_OK;
+}
+
+static void sample_null(double noise_scale, xtal_crystal *c)
+{
+    gen_sampler_opts o = opts_T(50);
+    o.natoms = 4;
+    o.diffusion.sigma_max = 0.01; /* small displacements: no wrap across the cell */
+    o.noise_scale = noise_scale;
+    int st[3];
+    memset(c, 0, 3 * sizeof *c);
+    assert_int_equal(
+        gen_sample_eval(null_net, NULL, GEN_DEFAULT_TYPES, &o, 5, 0, 0, 3, c, st, NULL, 1, NULL, NULL),
+        XTAL_OK);
+}
+
+/* noise_scale multiplies every Gaussian term: with a null denoiser the reverse process is
+ * linear in them, so the end state is x(0) + s (x(1) - x(0)) for frac and lattice alike. */
+static void test_noise_scale(void **state)
+{
+    (void)state;
+    xtal_crystal c0[3], c1[3], ch[3];
+    sample_null(0.0, c0);
+    sample_null(1.0, c1);
+    sample_null(0.5, ch);
+    double worst = 0, moved = 0;
+    for (int i = 0; i < 3; i++) {
+        for (int q = 0; q < 12; q++) {
+            double d1 = c1[i].frac[q] - c0[i].frac[q], dh = ch[i].frac[q] - c0[i].frac[q];
+            d1 -= floor(d1 + 0.5);
+            dh -= floor(dh + 0.5);
+            moved = fmax(moved, fabs(d1));
+            worst = fmax(worst, fabs(dh - 0.5 * d1));
+        }
+        for (int e = 0; e < 9; e++) {
+            double l0 = c0[i].lattice[e / 3][e % 3];
+            double d1 = c1[i].lattice[e / 3][e % 3] - l0, dh = ch[i].lattice[e / 3][e % 3] - l0;
+            worst = fmax(worst, fabs(dh - 0.5 * d1) / (1 + fabs(l0)));
+        }
+    }
+    print_message("noise_scale 0.5 against 0 and 1: max deviation from linear %.2e (noise moved "
+                  "frac up to %.2e)\n",
+                  worst, moved);
+    assert_true(moved > 1e-3);
+    assert_true(worst < 1e-9);
+    free_all(c0, 3);
+    free_all(c1, 3);
+    free_all(ch, 3);
+    gen_sampler_opts o = opts_T(10);
+    o.natoms = 4;
+    o.noise_scale = 2.5;
+    xtal_err err;
+    int st[1];
+    assert_int_not_equal(
+        gen_sample_eval(null_net, NULL, GEN_DEFAULT_TYPES, &o, 5, 0, 0, 1, c0, st, NULL, 1, NULL, &err),
+        XTAL_OK);
+    assert_non_null(strstr(err.msg, "noise scale"));
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -544,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_oracle),
         cmocka_unit_test(test_oracle_marginals),
+        cmocka_unit_test(test_noise_scale),
         cmocka_unit_test(test_command),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
