@@ -13,9 +13,9 @@
  * then y = y + bias[o]. A row's result therefore depends only on that row of X and on W: never
  * on how many rows the call has, which other rows are there, or where the row falls in a
  * register block (a short row block reuses its last row's pointer for the missing rows and
- * discards them). The AVX2/FMA micro-kernel (6 rows x 16 columns, 12 ymm accumulators) and the
- * portable C kernel (fmaf) give the same bits; the AVX2 one is chosen at run time
- * (__builtin_cpu_supports) where the CPU has AVX2 and FMA.
+ * discards them). The AVX-512 micro-kernel (6 rows x 64 columns, 24 zmm accumulators), the
+ * AVX2/FMA one (6 x 16, 12 ymm accumulators) and the portable C kernel (fmaf) give the same
+ * bits; the widest the CPU has is chosen at run time (__builtin_cpu_supports).
  */
 #ifndef DRUSE_GENERATOR_GEMM_H
 #define DRUSE_GENERATOR_GEMM_H
@@ -35,12 +35,18 @@ void gen_wpack_pack(float *p, const float *W, int ldw, int in, int out, const in
 void gen_gemm(float *Y, int ldy, const float *X, int ldx, const float *pw, int rows, int in,
               int out, int acc, const float *bias);
 
-/* Which micro-kernel gen_gemm uses: GEN_GEMM_AUTO (AVX2 where the CPU has it), GEN_GEMM_C (the
- * portable one) or GEN_GEMM_AVX2 (only where available). For tests; not thread-safe. Returns
- * the previous setting. */
-enum { GEN_GEMM_AUTO = 0, GEN_GEMM_C = 1, GEN_GEMM_AVX2 = 2 };
+/* Which micro-kernel gen_gemm uses: GEN_GEMM_AUTO (AVX-512, else AVX2, where the CPU has it),
+ * GEN_GEMM_C (the portable one), GEN_GEMM_AVX2 (AVX2 where available, never AVX-512) or
+ * GEN_GEMM_AVX512 (where available, else as AUTO). For tests; not thread-safe. Returns the
+ * previous setting. net.c's SiLU rows follow the same setting. */
+enum { GEN_GEMM_AUTO = 0, GEN_GEMM_C = 1, GEN_GEMM_AVX2 = 2, GEN_GEMM_AVX512 = 3 };
 int gen_gemm_set_kernel(int kind);
 /* 1 when the AVX2/FMA kernel can run on this CPU. */
 int gen_gemm_have_avx2(void);
+/* 1 when the AVX-512 kernel can run on this CPU. */
+int gen_gemm_have_avx512(void);
+/* The kernel the current setting gives on this CPU: GEN_GEMM_C, GEN_GEMM_AVX2 or GEN_GEMM_AVX512.
+ */
+int gen_gemm_kernel(void);
 
 #endif

@@ -1,9 +1,10 @@
 /* The forward GEMM of the denoiser (generator/gemm.c): results against a double-precision
  * reference over many shapes (rows 1..20 and around the 96-row chunk boundary, inputs and
  * outputs that are not multiples of the 6 x 16 block, leading dimensions wider than the
- * matrices, a column map, accumulate and bias flags), memory outside the output left alone, and the determinism
- * contract: a row's bits do not depend on how many rows the call has or which other rows are
- * there, and the AVX2 and portable kernels agree bit for bit (every shape). */
+ * matrices, a column map, accumulate and bias flags), memory outside the output left alone, and the
+ * determinism contract: a row's bits do not depend on how many rows the call has or which other
+ * rows are there, and the AVX-512, AVX2 and portable kernels agree bit for bit (every shape; the
+ * vector kernels where the CPU has them). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +23,8 @@ char *progname = "test_gen_gemm"; /* libcodcif needs it */
 
 #define SENTINEL 12345.0f
 
-static int compare_kernels; /* check_case also runs the portable kernel and compares bits */
+static int compare_kernels; /* check_case also runs the other kernels and compares bits */
+static const int KINDS[3] = {GEN_GEMM_C, GEN_GEMM_AVX2, GEN_GEMM_AVX512};
 
 static float *rnd(size_t n, uint64_t seed)
 {
@@ -51,10 +53,10 @@ static double check_case(int rows, int in, int out, int acc, int bias, int use_c
     float *pw = malloc(gen_wpack_floats(in, out) * sizeof(float));
     gen_wpack_pack(pw, W, ldw, in, out, use_col ? col : NULL);
     gen_gemm(Y, ldy, X, ldx, pw, rows, in, out, acc, bias ? b : NULL);
-    if (compare_kernels) { /* the portable kernel gives the same bits */
+    for (int kk = 0; compare_kernels && kk < 3; kk++) { /* every kernel gives the same bits */
         float *Y2 = malloc((size_t)(rows + 1) * ldy * sizeof(float));
         memcpy(Y2, Y0, (size_t)(rows + 1) * ldy * sizeof(float));
-        int old = gen_gemm_set_kernel(GEN_GEMM_C);
+        int old = gen_gemm_set_kernel(KINDS[kk]);
         gen_gemm(Y2, ldy, X, ldx, pw, rows, in, out, acc, bias ? b : NULL);
         gen_gemm_set_kernel(old);
         assert_memory_equal(Y, Y2, (size_t)(rows + 1) * ldy * sizeof(float));
@@ -140,7 +142,7 @@ static void test_portable_against_double(void **state)
 }
 
 /* Row r of Y computed alone (M = 1), at every place of calls with other rows (M = 1 .. 60, the
- * other rows random), with accumulate and bias, by either kernel: always the same bits. */
+ * other rows random), with accumulate and bias, by any kernel: always the same bits. */
 static void test_row_independence(void **state)
 {
     (void)state;
@@ -150,22 +152,22 @@ static void test_row_independence(void **state)
     gen_wpack_pack(pw, W, in, in, out, NULL);
     float *row = rnd((size_t)in, 9), *yrow0 = rnd((size_t)out, 10);
     float ref[100], refc[100];
-    int kinds[2] = {GEN_GEMM_AUTO, GEN_GEMM_C};
     float *X = malloc((size_t)MAXM * in * sizeof(float));
     float *Y = malloc((size_t)MAXM * out * sizeof(float));
     int old = gen_gemm_set_kernel(GEN_GEMM_AUTO);
     for (int acc = 0; acc < 2; acc++) {
         memcpy(ref, yrow0, sizeof ref);
         gen_gemm(ref, out, row, in, pw, 1, in, out, acc, b);
-        gen_gemm_set_kernel(GEN_GEMM_C);
-        memcpy(refc, yrow0, sizeof refc);
-        gen_gemm(refc, out, row, in, pw, 1, in, out, acc, b);
-        gen_gemm_set_kernel(GEN_GEMM_AUTO);
-        assert_memory_equal(ref, refc, sizeof ref); /* the two kernels agree */
+        for (int kind = 0; kind < 3; kind++) { /* the kernels agree */
+            gen_gemm_set_kernel(KINDS[kind]);
+            memcpy(refc, yrow0, sizeof refc);
+            gen_gemm(refc, out, row, in, pw, 1, in, out, acc, b);
+            assert_memory_equal(ref, refc, sizeof ref);
+        }
         int checked = 0;
-        for (int kind = 0; kind < 2; kind++) {
-            gen_gemm_set_kernel(kinds[kind]);
-            for (int M = 1; M <= MAXM; M += (kind ? 7 : 1))
+        for (int kind = 0; kind < 3; kind++) {
+            gen_gemm_set_kernel(KINDS[kind]);
+            for (int M = 1; M <= MAXM; M += (kind ? 1 : 7))
                 for (int pos = 0; pos < M; pos += (M > 20 ? 5 : 1)) {
                     uint64_t s = 1000 + (uint64_t)(M * 64 + pos + acc * 8192 + kind * 16384);
                     for (int r = 0; r < M; r++) {
@@ -185,8 +187,9 @@ static void test_row_independence(void **state)
                     checked++;
                 }
         }
-        print_message("acc %d: row bit-identical in %d placements (AVX2 kernel %s)\n", acc,
-                      checked, gen_gemm_have_avx2() ? "used" : "not available");
+        print_message("acc %d: row bit-identical in %d placements (AVX2 kernel %s, AVX-512 %s)\n",
+                      acc, checked, gen_gemm_have_avx2() ? "used" : "not available",
+                      gen_gemm_have_avx512() ? "used" : "not available");
     }
     gen_gemm_set_kernel(old);
     free(W);
