@@ -17,6 +17,12 @@
 #include "generator/gemm.h"
 
 #include <cblas.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define NET_X86 1
+#else
+#define NET_X86 0
+#endif
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -179,9 +185,12 @@ static void bias_grad(float *db, const float *dY, size_t rows, int out)
 /* The clamp in vexpf needs no-trapping-math: with trapping math (gcc's default) gcc will not
  * if-convert "x < lo ? lo : x" followed by arithmetic, and the loops below stay scalar. FP
  * exception flags are never read in druse; the results are the same bits either way.
- * fp-contract=off keeps a * b + c two roundings in every clone (no FMA in the AVX2 one). */
+ * fp-contract=off keeps a * b + c two roundings in every clone (no FMA in the AVX2 one).
+ * tree-vectorize with the dynamic cost model: at -O2 (the default RelWithDebInfo build) gcc 12
+ * vectorizes only with its very-cheap model, which left every loop here scalar. */
 #pragma GCC push_options
-#pragma GCC optimize("no-trapping-math", "fp-contract=off")
+#pragma GCC optimize("no-trapping-math", "fp-contract=off", "tree-vectorize",                      \
+                     "vect-cost-model=dynamic")
 
 /* e^x without libm, written so that gcc vectorizes the loops that inline it (SSE2 at -O3: no
  * call, no branch, no table; libm's expf was 11% of the profile, called twice per edge feature
@@ -215,9 +224,9 @@ float gen_fast_expf(float x)
     return vexpf(x);
 }
 
-/* The loops over activations run as AVX2 clones where the CPU has it (picked at run time, as
- * OpenBLAS picks its kernel); with fp-contract off every clone gives the same bits. */
-#define EDGE_CLONES __attribute__((target_clones("avx2", "default")))
+/* The loops over activations run as AVX-512 or AVX2 clones where the CPU has them (picked at run
+ * time, as OpenBLAS picks its kernel); with fp-contract off every clone gives the same bits. */
+#define EDGE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 static inline float sigmoidf(float z)
 {
@@ -231,6 +240,106 @@ static inline float silu_grad(float z)
 {
     float s = sigmoidf(z);
     return s * (1.0f + z * (1.0f - s));
+}
+
+/* ------------------------------------------- SiLU rows of the sampling forward
+ * The two edge passes of a forward without kept activations (what the sampler runs) are written
+ * with explicit AVX-512 / AVX2 intrinsics beside the portable loops: gcc's own vectorization of
+ * silu() (target_clones above) turns vexpf's clamps into masked blends that ran 2.7x slower
+ * than the plain max/min sequence on Zen 5, and at -O2 (the default RelWithDebInfo build) gcc
+ * 12 vectorizes nothing there at all. Every lane does vexpf's operations in vexpf's order (the
+ * clamps as max(lo, x) and min(hi, x): NaN passes through as in the scalar compare), so the
+ * three paths give the same bits; the path follows the GEMM's (gen_gemm_kernel()), so a test
+ * can pin both. */
+
+/* z = silu((v + s u) + (p + q)), s = +-1: one edge row of the first edge layer */
+typedef void (*silu_in_fn)(float *z, const float *v, const float *u, float s, const float *p,
+                           const float *q, int d);
+/* m += silu(z_r + b) over rows r = 0 .. rows-1 of z[rows x d], in increasing r */
+typedef void (*silu_sum_fn)(float *m, const float *z, const float *b, int rows, int d);
+
+static void silu_in_c(float *z, const float *v, const float *u, float s, const float *p,
+                      const float *q, int d)
+{
+    for (int k = 0; k < d; k++) z[k] = silu((v[k] + s * u[k]) + (p[k] + q[k]));
+}
+
+static void silu_sum_c(float *m, const float *z, const float *b, int rows, int d)
+{
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < d; k++) m[k] += silu(z[(size_t)r * d + k] + b[k]);
+}
+
+#if NET_X86
+/* The vector rows, written once for both widths: W = 512 (16 lanes, target avx512f) or 256 (8
+ * lanes, avx2) pastes into the intrinsics' names (_mm512_add_ps, _mm256_add_ps, ...).
+ * silu_vecW is vexpf and silu() op for op; s u with s = +-1 is exact, so v + s u is v + u or
+ * v - u as in silu_in_c; the tails past the last full vector run silu() itself. */
+#define MM(W, op) _mm##W##_##op
+#define SILU_ROWS(W, L, TARGET)                                                                    \
+    __attribute__((target(TARGET))) static inline __m##W silu_vec##W(__m##W z)                     \
+    {                                                                                              \
+        __m##W##i m = MM(W, castps_si##W)(z);                                                      \
+        __m##W x = MM(W, castsi##W##_ps)(MM(W, xor_si##W)(m, MM(W, set1_epi32)(INT32_MIN)));       \
+        x = MM(W, max_ps)(MM(W, set1_ps)(-87.3f), x);                                              \
+        x = MM(W, min_ps)(MM(W, set1_ps)(88.3f), x);                                               \
+        const __m##W shift = MM(W, set1_ps)(12582912.0f), one = MM(W, set1_ps)(1.0f);              \
+        __m##W n = MM(W, mul_ps)(x, MM(W, set1_ps)(1.44269504088896341f));                         \
+        n = MM(W, sub_ps)(MM(W, add_ps)(n, shift), shift);                                         \
+        __m##W r = MM(W, sub_ps)(x, MM(W, mul_ps)(n, MM(W, set1_ps)(0.693359375f)));               \
+        r = MM(W, add_ps)(r, MM(W, mul_ps)(n, MM(W, set1_ps)(2.12194440e-4f)));                    \
+        static const float c[5] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,           \
+                                   1.6666665459e-1f, 5.0000001201e-1f};                            \
+        __m##W p = MM(W, set1_ps)(1.9875691500e-4f);                                               \
+        for (int i = 0; i < 5; i++) p = MM(W, add_ps)(MM(W, mul_ps)(p, r), MM(W, set1_ps)(c[i]));  \
+        p = MM(W, add_ps)(MM(W, add_ps)(MM(W, mul_ps)(p, MM(W, mul_ps)(r, r)), r), one);           \
+        __m##W##i e = MM(W, add_epi32)(MM(W, cvttps_epi32)(n), MM(W, set1_epi32)(127));            \
+        __m##W ex = MM(W, mul_ps)(p, MM(W, castsi##W##_ps)(MM(W, slli_epi32)(e, 23)));             \
+        return MM(W, mul_ps)(z, MM(W, div_ps)(one, MM(W, add_ps)(one, ex)));                       \
+    }                                                                                              \
+    __attribute__((target(TARGET))) static void silu_in_##W(                                       \
+        float *z, const float *v, const float *u, float s, const float *p, const float *q, int d)  \
+    {                                                                                              \
+        int k = 0;                                                                                 \
+        for (; k + L <= d; k += L) {                                                               \
+            __m##W su = MM(W, mul_ps)(MM(W, set1_ps)(s), MM(W, loadu_ps)(u + k));                  \
+            __m##W vu = MM(W, add_ps)(MM(W, loadu_ps)(v + k), su);                                 \
+            __m##W pq = MM(W, add_ps)(MM(W, loadu_ps)(p + k), MM(W, loadu_ps)(q + k));             \
+            MM(W, storeu_ps)(z + k, silu_vec##W(MM(W, add_ps)(vu, pq)));                           \
+        }                                                                                          \
+        silu_in_c(z + k, v + k, u + k, s, p + k, q + k, d - k);                                    \
+    }                                                                                              \
+    __attribute__((target(TARGET))) static void silu_sum_##W(float *m, const float *z,             \
+                                                             const float *b, int rows, int d)      \
+    {                                                                                              \
+        int k = 0;                                                                                 \
+        for (; k + L <= d; k += L) {                                                               \
+            __m##W acc = MM(W, loadu_ps)(m + k), bk = MM(W, loadu_ps)(b + k);                      \
+            for (int r = 0; r < rows; r++) {                                                       \
+                __m##W x = MM(W, add_ps)(MM(W, loadu_ps)(z + (size_t)r * d + k), bk);              \
+                acc = MM(W, add_ps)(acc, silu_vec##W(x));                                          \
+            }                                                                                      \
+            MM(W, storeu_ps)(m + k, acc);                                                          \
+        }                                                                                          \
+        for (int r = 0; r < rows && k < d; r++)                                                    \
+            for (int c = k; c < d; c++) m[c] += silu(z[(size_t)r * d + c] + b[c]);                 \
+    }
+SILU_ROWS(512, 16, "avx512f")
+SILU_ROWS(256, 8, "avx2")
+#undef SILU_ROWS
+#undef MM
+#endif
+
+/* The SiLU rows on the GEMM's path (AVX-512, AVX2 or portable) */
+static void pick_silu_rows(silu_in_fn *in, silu_sum_fn *sum)
+{
+    *in = silu_in_c;
+    *sum = silu_sum_c;
+#if NET_X86
+    int kind = gen_gemm_kernel();
+    if (kind == GEN_GEMM_AVX512) *in = silu_in_512, *sum = silu_sum_512;
+    if (kind == GEN_GEMM_AVX2) *in = silu_in_256, *sum = silu_sum_256;
+#endif
 }
 
 EDGE_CLONES static void silu_fwd(float *out, const float *in, size_t n)
@@ -272,15 +381,18 @@ static inline float pair_of(const float *U, const float *V, int n, int li, int l
 }
 
 /* z1_ij = (V_p +- U_p) + (P_i + Q_j) (bias and crystal term already in P), stored as silu(z1) */
-EDGE_CLONES static void edge_in(float *z1, const float *U, const float *V, const float *P,
-                                const float *Q, int n, int d)
+static void edge_in(float *z1, const float *U, const float *V, const float *P, const float *Q,
+                    int n, int d)
 {
+    silu_in_fn row;
+    silu_sum_fn sum;
+    pick_silu_rows(&row, &sum);
     for (int li = 0; li < n; li++)
         for (int lj = 0; lj < n; lj++) {
-            const float *p = P + (size_t)li * d, *q = Q + (size_t)lj * d, *u, *v;
+            const float *u, *v;
             float sg = pair_of(U, V, n, li, lj, d, &u, &v);
-            float *z = z1 + ((size_t)li * n + lj) * d;
-            for (int k = 0; k < d; k++) z[k] = silu((v[k] + sg * u[k]) + (p[k] + q[k]));
+            row(z1 + ((size_t)li * n + lj) * d, v, u, sg, P + (size_t)li * d, Q + (size_t)lj * d,
+                d);
         }
 }
 
@@ -350,8 +462,23 @@ static void phi_weights_grad(float *dW, int ldw, const float *dWsc, int d, int K
             }
 }
 
-/* m_i = mean_j silu(z2_ij + b2); keep: z2 := silu'(z2 + b2) */
-EDGE_CLONES static void edge_out(float *z2, float *msg, const float *b2, int n, int d, int keep)
+/* m_i = mean_j silu(z2_ij + b2) */
+static void edge_out(const float *z2, float *msg, const float *b2, int n, int d)
+{
+    silu_in_fn row;
+    silu_sum_fn sum;
+    pick_silu_rows(&row, &sum);
+    float inv = 1.0f / (float)n;
+    for (int li = 0; li < n; li++) {
+        float *mi = msg + (size_t)li * d;
+        for (int k = 0; k < d; k++) mi[k] = 0.0f;
+        sum(mi, z2 + (size_t)li * n * d, b2, n, d);
+        for (int k = 0; k < d; k++) mi[k] *= inv;
+    }
+}
+
+/* as edge_out, keeping silu'(z2 + b2) in place of z2 for the backward */
+EDGE_CLONES static void edge_out_keep(float *z2, float *msg, const float *b2, int n, int d)
 {
     float inv = 1.0f / (float)n;
     for (int li = 0; li < n; li++) {
@@ -359,14 +486,11 @@ EDGE_CLONES static void edge_out(float *z2, float *msg, const float *b2, int n, 
         for (int k = 0; k < d; k++) mi[k] = 0.0f;
         for (int lj = 0; lj < n; lj++) {
             float *z = z2 + ((size_t)li * n + lj) * d;
-            if (keep)
-                for (int k = 0; k < d; k++) {
-                    float v = z[k] + b2[k], sg = sigmoidf(v);
-                    mi[k] += v * sg;
-                    z[k] = sg * (1.0f + v * (1.0f - sg));
-                }
-            else
-                for (int k = 0; k < d; k++) mi[k] += silu(z[k] + b2[k]);
+            for (int k = 0; k < d; k++) {
+                float v = z[k] + b2[k], sg = sigmoidf(v);
+                mi[k] += v * sg;
+                z[k] = sg * (1.0f + v * (1.0f - sg));
+            }
         }
         for (int k = 0; k < d; k++) mi[k] *= inv;
     }
@@ -789,7 +913,11 @@ int gen_forward(const gen_model *m, gen_workspace *w, const gen_batch *b, int ke
         /* m_i = mean_j silu(z2_ij + b2) */
         for (int c = 0; c < B; c++) {
             int o = b->offsets[c], n = b->offsets[c + 1] - o;
-            edge_out(z2 + w->eoff[c] * (size_t)d, mm + (size_t)o * d, b2.p, n, d, keep);
+            float *zc = z2 + w->eoff[c] * (size_t)d, *mc = mm + (size_t)o * d;
+            if (keep)
+                edge_out_keep(zc, mc, b2.p, n, d);
+            else
+                edge_out(zc, mc, b2.p, n, d);
         }
         /* node update: h_{l+1} = h_l + Wn2 silu(Wn0 [x, m] + bn0) + bn2 */
         gen_gemm(nz, d, x, d, pk_layer(w, l, PL_N0A), N, d, d, 0, NULL);

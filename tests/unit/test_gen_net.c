@@ -1,7 +1,8 @@
 /* The denoiser network (generator/net.c): gradients against central finite differences,
  * invariances (lattice rotation, atom permutation, translation), forward without kept
- * activations, a crystal alone or in a batch (same bits), and (with DRUSE_GEN_DUMP=path) a dump of model, batch, outputs, loss and every
- * gradient for the PyTorch referee tests/referee/test_gen_torch.py.
+ * activations, a crystal alone or in a batch (same bits), every SIMD path (same bits), and (with
+ * DRUSE_GEN_DUMP=path) a dump of model, batch, outputs, loss and every gradient for the PyTorch
+ * referee tests/referee/test_gen_torch.py.
  *
  * The batch is real MP-20 structures of mixed sizes from $DRUSE_DATA/mp_20/test.csv.gz (the
  * first crystal of each size in a list, plus a 2x2x1 supercell of >= 52 atoms); without the data
@@ -21,6 +22,7 @@
 #include <hdf5.h>
 
 #include "crystal/crystal.h"
+#include "generator/gemm.h"
 #include "generator/generator.h"
 
 char *progname = "test_gen_net"; /* libcodcif needs it */
@@ -288,6 +290,45 @@ static void test_batch_equals_single(void **state)
     gen_workspace_free(w2);
 }
 
+/* The forward's GEMM kernel and SiLU rows (portable, AVX2, AVX-512; generator/gemm.h, net.c)
+ * give the same bits, also for a hidden size that leaves a tail past the vector width (40), and
+ * the forward keeping activations (auto-vectorized passes) agrees with all of them. */
+static void test_kernels_agree(void **state)
+{
+    (void)state;
+    gen_hparams hp = {
+        .hidden = 40, .layers = 2, .n_freq = 8, .time_dim = 16, .n_types = GEN_DEFAULT_TYPES};
+    gen_model m;
+    xtal_err err;
+    assert_int_equal(gen_model_create(&m, &hp, 99, &err), XTAL_OK);
+    const int V = hp.n_types - 1, kinds[3] = {GEN_GEMM_C, GEN_GEMM_AVX2, GEN_GEMM_AVX512};
+    const size_t nc = (size_t)fx.N * 3, nl = (size_t)fx.B * 9, ng = (size_t)fx.N * V;
+    float *ref = malloc((nc + nl + ng) * sizeof(float));
+    gen_workspace *w = gen_workspace_new();
+    gen_outputs o;
+    int old = gen_gemm_set_kernel(GEN_GEMM_AUTO);
+    for (int k = 0; k < 4; k++) {
+        gen_gemm_set_kernel(k < 3 ? kinds[k] : GEN_GEMM_AUTO);
+        assert_int_equal(gen_forward(&m, w, &fx.batch, k == 3, &o, &err), XTAL_OK);
+        if (k == 0) {
+            memcpy(ref, o.coord, nc * sizeof(float));
+            memcpy(ref + nc, o.lattice, nl * sizeof(float));
+            memcpy(ref + nc + nl, o.logits, ng * sizeof(float));
+            continue;
+        }
+        assert_memory_equal(o.coord, ref, nc * sizeof(float));
+        assert_memory_equal(o.lattice, ref + nc, nl * sizeof(float));
+        assert_memory_equal(o.logits, ref + nc + nl, ng * sizeof(float));
+    }
+    print_message("forward: portable, AVX2 (%s), AVX-512 (%s) and kept-activation paths agree\n",
+                  gen_gemm_have_avx2() ? "used" : "not available",
+                  gen_gemm_have_avx512() ? "used" : "not available");
+    gen_gemm_set_kernel(old);
+    gen_workspace_free(w);
+    gen_model_free(&m);
+    free(ref);
+}
+
 /* ------------------------------------------------------------ invariances */
 
 typedef struct {
@@ -549,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_gradients_finite_differences),
         cmocka_unit_test(test_forward_modes_agree),
         cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_rotation_invariance),
         cmocka_unit_test(test_permutation_invariance),
         cmocka_unit_test(test_translation_invariance),
