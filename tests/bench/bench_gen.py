@@ -169,7 +169,7 @@ def machine():
 
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    record = "--no-record" not in sys.argv
+    write = "--no-record" not in sys.argv
     bdir = os.path.abspath(args[0] if args else os.path.join(ROOT, "build-rel"))
     cpu = "--cpu-time" in sys.argv
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
@@ -267,7 +267,7 @@ def main():
     lines += ["| %s | %s | %s |" % r for r in rows]
     text = "\n".join(lines)
     print(text)
-    if record:
+    if write:
         record("generator", text)
 
 
