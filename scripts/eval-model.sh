@@ -4,7 +4,8 @@
 #
 #   scripts/eval-model.sh DRUSE MODEL DATA_DIR OUT_DIR [NPROC]
 #
-#   1. generation: N_GEN (10,000) samples at the default settings of `druse sample`, then
+#   1. generation (skipped with N_GEN=0): N_GEN (10,000) samples at the default settings of
+#      `druse sample`, then
 #      `druse eval` (validity over all, W1 over the first 1,000 valid, uniqueness, novelty,
 #      space groups) -> OUT_DIR/gen.txt, gen.json
 #   2. CSP: one sample per test structure (`--csp-from DATA_DIR/test.csv.gz`; N_CSP: only the
@@ -19,7 +20,7 @@
 # 1000 --stride 1"), SEED sets the seed (default 1).
 set -euo pipefail
 if [ $# -lt 4 ]; then
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 druse=$1 model=$2 data=$3 out=$4 nproc=${5:-$(nproc)}
@@ -69,8 +70,10 @@ timed() {
     echo "eval-model: $* took $((SECONDS - t0)) s on $nproc processes" | tee -a "$out/times.txt" >&2
 }
 
-timed sample gen --n "$n_gen"
-evaluate gen
+if [ "$n_gen" -gt 0 ]; then # N_GEN=0: a CSP model, structure prediction only
+    timed sample gen --n "$n_gen"
+    evaluate gen
+fi
 csp_n=()
 [ "$n_csp" -gt 0 ] && csp_n=(--n "$n_csp")
 timed sample csp --csp-from "$data/test.csv.gz" "${csp_n[@]}"
@@ -79,4 +82,5 @@ timed sample li3po4 --n "$n_cond" --composition Li3PO4
 evaluate li3po4
 timed sample lifepo --n "$n_cond" --elements Li,Fe,P,O
 evaluate lifepo
-cat "$out/gen.txt" "$out/csp.txt"
+[ "$n_gen" -gt 0 ] && cat "$out/gen.txt"
+cat "$out/csp.txt"
