@@ -2,7 +2,7 @@
 # The Slurm scripts of jobs/ on a real (one-host) Slurm cluster: ctest -R slurm.array
 #
 #   1. starts Slurm with tests/slurm/start-slurm.sh (skipped, status 77, when it cannot);
-#   2. a tiny campaign (configs/demo.yaml shrunk to 6 batches of 4, 60 sampler steps: a run
+#   2. a tiny campaign (configs/demo.yaml shrunk to 6 batches of 4, 400 sampler steps: a run
 #      takes a few seconds, long enough to be interrupted; with a snapshot of models/mp20.h5,
 #      which a training run may rewrite meanwhile);
 #   3. jobs/submit-array.sh CONFIG 3: a job array of 3 shards and the afterok merge job;
@@ -66,10 +66,10 @@ sed -e "s#^  name: .*#  name: slurm-array#" \
     -e "s#^  output: .*#  output: $W/array.h5#" \
     -e "s#^  batches: .*#  batches: 6#" \
     -e "s#^  batch_size: .*#  batch_size: 4#" \
-    -e "s#^  steps: .*#  steps: 60#" \
+    -e "s#^  steps: .*#  steps: 400#" \
     "$SRC/configs/demo.yaml" >"$W/campaign.yaml"
 eff=$("$DRUSE" config check "$W/campaign.yaml") || { say "config check failed"; exit 1; }
-for want in "batches: 6" "batch_size: 4" "steps: 60" "output: \"$W/array.h5\"" "model: \"$W/model.h5\""; do
+for want in "batches: 6" "batch_size: 4" "steps: 400" "output: \"$W/array.h5\"" "model: \"$W/model.h5\""; do
     grep -qF "  $want" <<<"$eff" || { say "the shrunk config lacks '$want':"; echo "$eff" >&2; exit 1; }
 done
 
@@ -141,7 +141,9 @@ JOBS_SUBMITTED="$JOBS_SUBMITTED $J"
 LOG=$W/druse-screen-$J.out
 end=$(( $(date +%s) + WAIT_S ))
 until grep -q " 0 done" "$LOG" 2>/dev/null || [ "$(date +%s)" -ge "$end" ]; do sleep 0.2; done
-sleep 1
+# signal a third of the way into the campaign, as long as the single run's took
+wall=$(grep -o "time: wall [0-9.]*" "$W/single.log" | awk '{print $3}')
+sleep "$(awk -v w="${wall:-3}" 'BEGIN { p = w / 3; print (p < 0.2 ? 0.2 : p) }')"
 timeout 10 scancel --signal=USR1 --batch "$J"
 check $? "scancel --signal=USR1 --batch (what --signal=B:USR1@120 sends)"
 # Slurm holds a requeued job for AuthInfo=cred_expire s (start-slurm.sh: 10 s), then reruns it.
