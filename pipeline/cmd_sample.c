@@ -81,6 +81,24 @@ static int parse_long(const char *opt, const char *text, long lo, long hi, long 
     return 0;
 }
 
+/* A real number in (lo, hi] (lo_open) or [lo, hi]; hi may be INFINITY. */
+static int parse_real(const char *opt, const char *text, double lo, int lo_open, double hi,
+                      double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !isfinite(v) || v < lo || (lo_open && v == lo) || v > hi) {
+        if (isinf(hi))
+            pipe_error("sample", "%s: expected a number > %g, got '%s'", opt, lo, text);
+        else
+            pipe_error("sample", "%s: expected a number in %c%g, %g], got '%s'", opt,
+                       lo_open ? '(' : '[', lo, hi, text);
+        return PIPE_EXIT_USAGE;
+    }
+    *out = v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, sample_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -162,13 +180,9 @@ static int parse_args(int argc, char **argv, sample_args *a)
         case 7:
             rc = parse_long(name, val, 1, 1 << 23, &v), a->stride = (int)v;
             break;
-        case 8: {
-            char *end;
-            a->temperature = strtod(val, &end);
-            if (end == val || *end || !(a->temperature > 0) || !isfinite(a->temperature))
-                return usage_error("--temperature: expected a number > 0, got '%s'%s", val, "");
+        case 8:
+            rc = parse_real(name, val, 0, 1, INFINITY, &a->temperature);
             break;
-        }
         case 9:
             rc = parse_long(name, val, 1, 65536, &v), a->batch = (int)v;
             break;
@@ -182,14 +196,9 @@ static int parse_args(int argc, char **argv, sample_args *a)
         case 13:
             a->csp_from = val;
             break;
-        case 15: {
-            char *end;
-            a->noise_scale = strtod(val, &end);
-            if (end == val || *end || !(a->noise_scale >= 0 && a->noise_scale <= 2))
-                return usage_error("--noise-scale: expected a number in [0, 2], got '%s'%s", val,
-                                   "");
+        case 15:
+            rc = parse_real(name, val, 0, 0, 2, &a->noise_scale);
             break;
-        }
         default: {
             char *end;
             errno = 0;
