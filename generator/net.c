@@ -199,19 +199,34 @@ static void bias_grad(float *db, const float *dY, size_t rows, int out)
  * clamp to [-87.3, 88.3] keeps 2^n normal and finite; SiLU never needs e^x beyond it. Max
  * relative error 8e-8 (tests/unit/test_gen_expf.c checks it against exp). Plain float ops in a
  * fixed order: the same input gives the same bits in a vector lane or the scalar tail. */
+/* vexpf's constants, shared with the vector rows below (silu_vecW), which must match it bit for
+ * bit: clamp, log2(e), the rounding shift 1.5*2^23, ln2 = HI - LO, the polynomial P0 .. P5 */
+#define VEXP_MIN -87.3f
+#define VEXP_MAX 88.3f
+#define VEXP_LOG2E 1.44269504088896341f
+#define VEXP_SHIFT 12582912.0f
+#define VEXP_LN2_HI 0.693359375f
+#define VEXP_LN2_LO 2.12194440e-4f
+#define VEXP_P0 1.9875691500e-4f
+#define VEXP_P1 1.3981999507e-3f
+#define VEXP_P2 8.3334519073e-3f
+#define VEXP_P3 4.1665795894e-2f
+#define VEXP_P4 1.6666665459e-1f
+#define VEXP_P5 5.0000001201e-1f
+
 static inline float vexpf(float x)
 {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.3f ? 88.3f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
+    x = x < VEXP_MIN ? VEXP_MIN : x;
+    x = x > VEXP_MAX ? VEXP_MAX : x;
+    float n = (x * VEXP_LOG2E + VEXP_SHIFT) - VEXP_SHIFT;
+    float r = x - n * VEXP_LN2_HI;
+    r = r + n * VEXP_LN2_LO;
+    float p = VEXP_P0;
+    p = p * r + VEXP_P1;
+    p = p * r + VEXP_P2;
+    p = p * r + VEXP_P3;
+    p = p * r + VEXP_P4;
+    p = p * r + VEXP_P5;
     p = p * (r * r) + r + 1.0f;
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
@@ -281,16 +296,15 @@ static void silu_sum_c(float *m, const float *z, const float *b, int rows, int d
     {                                                                                              \
         __m##W##i m = MM(W, castps_si##W)(z);                                                      \
         __m##W x = MM(W, castsi##W##_ps)(MM(W, xor_si##W)(m, MM(W, set1_epi32)(INT32_MIN)));       \
-        x = MM(W, max_ps)(MM(W, set1_ps)(-87.3f), x);                                              \
-        x = MM(W, min_ps)(MM(W, set1_ps)(88.3f), x);                                               \
-        const __m##W shift = MM(W, set1_ps)(12582912.0f), one = MM(W, set1_ps)(1.0f);              \
-        __m##W n = MM(W, mul_ps)(x, MM(W, set1_ps)(1.44269504088896341f));                         \
+        x = MM(W, max_ps)(MM(W, set1_ps)(VEXP_MIN), x);                                            \
+        x = MM(W, min_ps)(MM(W, set1_ps)(VEXP_MAX), x);                                            \
+        const __m##W shift = MM(W, set1_ps)(VEXP_SHIFT), one = MM(W, set1_ps)(1.0f);               \
+        __m##W n = MM(W, mul_ps)(x, MM(W, set1_ps)(VEXP_LOG2E));                                   \
         n = MM(W, sub_ps)(MM(W, add_ps)(n, shift), shift);                                         \
-        __m##W r = MM(W, sub_ps)(x, MM(W, mul_ps)(n, MM(W, set1_ps)(0.693359375f)));               \
-        r = MM(W, add_ps)(r, MM(W, mul_ps)(n, MM(W, set1_ps)(2.12194440e-4f)));                    \
-        static const float c[5] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,           \
-                                   1.6666665459e-1f, 5.0000001201e-1f};                            \
-        __m##W p = MM(W, set1_ps)(1.9875691500e-4f);                                               \
+        __m##W r = MM(W, sub_ps)(x, MM(W, mul_ps)(n, MM(W, set1_ps)(VEXP_LN2_HI)));                \
+        r = MM(W, add_ps)(r, MM(W, mul_ps)(n, MM(W, set1_ps)(VEXP_LN2_LO)));                       \
+        static const float c[5] = {VEXP_P1, VEXP_P2, VEXP_P3, VEXP_P4, VEXP_P5};                   \
+        __m##W p = MM(W, set1_ps)(VEXP_P0);                                                        \
         for (int i = 0; i < 5; i++) p = MM(W, add_ps)(MM(W, mul_ps)(p, r), MM(W, set1_ps)(c[i]));  \
         p = MM(W, add_ps)(MM(W, add_ps)(MM(W, mul_ps)(p, MM(W, mul_ps)(r, r)), r), one);           \
         __m##W##i e = MM(W, add_epi32)(MM(W, cvttps_epi32)(n), MM(W, set1_epi32)(127));            \
